@@ -1,0 +1,1 @@
+"""The system of record: schema, migrations and the availability engine over PostgreSQL."""
