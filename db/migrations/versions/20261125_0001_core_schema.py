@@ -108,8 +108,8 @@ CREATE TABLE blocks (
     vehicle_id         bigint NOT NULL REFERENCES vehicles(id),
     kind               text NOT NULL
                        CHECK (kind IN ('hold', 'reservation', 'rental', 'maintenance', 'transfer')),
-    state              text NOT NULL DEFAULT 'active'
-                       CHECK (state IN ('active', 'completed', 'cancelled', 'expired', 'converted')),
+    state              text NOT NULL DEFAULT 'active' CHECK (
+                           state IN ('active', 'completed', 'cancelled', 'expired', 'converted')),
     period             tstzrange NOT NULL,
     blocked            tstzrange NOT NULL,
     scheduled_end      timestamptz NOT NULL,

@@ -1,0 +1,209 @@
+"""Conflicts: bookings their vehicle cannot honour, with concrete ways to resolve each."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import Connection
+
+from db import availability
+from db.blocks import Block, end_block, get_block, insert_block
+from db.errors import InvalidInput
+from db.sqlfiles import query
+
+DEFAULT_HORIZON = timedelta(hours=48)
+
+CAUSES = {
+    "overdue_return": "the car is not back from its rental, which was due {due}",
+    "maintenance_overrun": "maintenance was due to finish {due} and has not",
+    "late_transfer": "the car was due to arrive from a transfer {due} and has not",
+    "not_back_in_time": "the car is only due back {due}, after the pickup",
+    "out_of_service": "the car is out of service",
+    "wrong_location": "the car will be at {where}, not at the pickup lot",
+}
+
+
+class Suggestion(BaseModel):
+    """One concrete way out: swap to a named car, upgrade, or bring a car by transfer."""
+
+    action: str  # swap | upgrade | transfer
+    description: str
+    vehicle_id: int
+    plate: str
+    category_code: str
+    from_location_code: str | None = None
+    depart_by: datetime | None = None
+
+
+class Conflict(BaseModel):
+    """A booking at risk, why, and how to resolve it."""
+
+    kind: str
+    severity: str  # critical: pickup within 2 h or already due; warning: later
+    block_id: int
+    block_kind: str
+    vehicle_id: int
+    plate: str
+    location_code: str
+    time_zone: str
+    customer_name: str | None
+    customer_phone: str | None
+    starts: datetime
+    ends: datetime
+    cause: str
+    cause_block_id: int | None
+    suggestions: list[Suggestion]
+
+
+def list_conflicts(
+    conn: Connection,
+    *,
+    now: datetime | None = None,
+    horizon: timedelta = DEFAULT_HORIZON,
+    location_id: int | None = None,
+    with_suggestions: bool = True,
+) -> list[Conflict]:
+    """Return current and upcoming conflicts within the horizon, soonest first."""
+    if horizon <= timedelta(0) or horizon > timedelta(days=31):
+        raise InvalidInput("horizon must be between 1 minute and 31 days", field="horizon")
+    rows = (
+        conn.execute(query("conflicts"), {"now": now, "horizon": horizon, "loc": location_id})
+        .mappings()
+        .all()
+    )
+    clock = now or conn.exec_driver_sql("SELECT now()").scalar_one()
+    out = []
+    for r in rows:
+        due = (
+            r["expected_available_at"].isoformat(timespec="minutes")
+            if r["expected_available_at"]
+            else "at an unknown time"
+        )
+        out.append(
+            Conflict(
+                kind=r["kind"],
+                severity="critical" if r["starts"] - clock < timedelta(hours=2) else "warning",
+                block_id=r["block_id"],
+                block_kind=r["block_kind"],
+                vehicle_id=r["vehicle_id"],
+                plate=r["plate"],
+                location_code=r["location_code"],
+                time_zone=r["time_zone"],
+                customer_name=r["customer_name"],
+                customer_phone=r["customer_phone"],
+                starts=r["starts"],
+                ends=r["ends"],
+                cause=CAUSES[r["kind"]].format(
+                    due=due, where=r["location_at_start_code"] or "no lot"
+                ),
+                cause_block_id=r["cause_block_id"],
+                suggestions=_suggest(conn, r, now) if with_suggestions else [],
+            )
+        )
+    return out
+
+
+def _suggest(conn: Connection, r, now: datetime | None) -> list[Suggestion]:
+    start, end = max(r["starts"], now or r["starts"]), r["ends"]
+    if end <= start:
+        return []
+    out: list[Suggestion] = []
+    for hit in availability.search(
+        conn,
+        start=start,
+        end=end,
+        location_id=r["start_location_id"],
+        category_id=r["category_id"],
+        now=now,
+        limit=3,
+    ):
+        out.append(
+            Suggestion(
+                action="swap",
+                description=f"move the booking to {hit.plate} ({hit.make} {hit.model}), free then",
+                vehicle_id=hit.vehicle_id,
+                plate=hit.plate,
+                category_code=hit.category_code,
+            )
+        )
+    alt = availability.alternatives(
+        conn,
+        start=start,
+        end=end,
+        location_id=r["start_location_id"],
+        category_id=r["category_id"],
+        now=now,
+        per_option=2,
+    )
+    for hit in alt.upgrades:
+        out.append(
+            Suggestion(
+                action="upgrade",
+                description=f"upgrade to {hit.category_code} {hit.plate} ({hit.make} {hit.model})",
+                vehicle_id=hit.vehicle_id,
+                plate=hit.plate,
+                category_code=hit.category_code,
+            )
+        )
+    for other in alt.other_locations:
+        hours = other.transfer_time.total_seconds() / 3600
+        out.append(
+            Suggestion(
+                action="transfer",
+                description=(
+                    f"transfer {other.vehicle.plate} from {other.location_code}"
+                    f" ({hours:.1f} h drive),"
+                    f" leaving by {other.depart_by.isoformat(timespec='minutes')}"
+                ),
+                vehicle_id=other.vehicle.vehicle_id,
+                plate=other.vehicle.plate,
+                category_code=other.vehicle.category_code,
+                from_location_code=other.location_code,
+                depart_by=other.depart_by,
+            )
+        )
+    return out
+
+
+def swap_vehicle(
+    conn: Connection, *, block_id: int, vehicle_id: int, changed_by: int, reason: str = "swap"
+) -> Block:
+    """Move a booking to another vehicle: the old claim is released and the new one made at once.
+
+    Both happen in the caller's transaction, so the customer is never left without a car,
+    and the constraint still refuses the new vehicle if someone took it meanwhile.
+    """
+    old = get_block(conn, block_id=block_id, for_update=True)
+    if old.kind not in ("reservation", "hold") or old.state != "active":
+        raise InvalidInput(
+            f"block #{block_id} is a {old.state} {old.kind}; only open bookings can be swapped",
+            field="block_id",
+        )
+    if vehicle_id == old.vehicle_id:
+        raise InvalidInput("that is the vehicle the booking already has", field="vehicle_id")
+    availability.check_bookable(
+        conn, vehicle_id=vehicle_id, start=old.start, location_id=old.start_location_id
+    )
+    end_block(
+        conn,
+        block_id=block_id,
+        state="cancelled",
+        changed_by=changed_by,
+        reason=f"{reason}: moved to vehicle {vehicle_id}",
+    )
+    return insert_block(
+        conn,
+        vehicle_id=vehicle_id,
+        kind="reservation" if old.kind == "reservation" else "hold",
+        start=old.start,
+        end=old.end,
+        start_location_id=old.start_location_id,
+        end_location_id=old.end_location_id,
+        created_by=changed_by,
+        customer_id=old.customer_id,
+        reference=old.reference,
+        expires_at=old.expires_at,
+        notes=f"swapped from block #{block_id}",
+        event_payload={"swapped_from": block_id},
+    )

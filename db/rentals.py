@@ -1,0 +1,222 @@
+"""Reservations and rental contracts: book, pick up, extend, return, and actual vs scheduled."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, text
+
+from db.availability import check_bookable
+from db.blocks import Block, buffer_for, end_block, get_block, insert_block, move_block
+from db.errors import InvalidInput
+from db.status import change_status, get_status
+from db.timeutil import require_aware
+
+
+class ReturnRecord(BaseModel):
+    """One rental's scheduled against actual return, as the story asks for every rental."""
+
+    block_id: int
+    plate: str
+    customer_name: str
+    scheduled_return: datetime
+    actual_return: datetime | None
+    state: str
+    late_by: timedelta | None
+    on_time: bool | None
+
+
+def reserve(
+    conn: Connection,
+    *,
+    vehicle_id: int,
+    start: datetime,
+    end: datetime,
+    pickup_location_id: int,
+    customer_id: int,
+    booked_by: int,
+    return_location_id: int | None = None,
+    reference: str | None = None,
+) -> Block:
+    """Reserve a vehicle for a customer directly (without a prior hold)."""
+    check_bookable(conn, vehicle_id=vehicle_id, start=start, location_id=pickup_location_id)
+    return insert_block(
+        conn,
+        vehicle_id=vehicle_id,
+        kind="reservation",
+        start=start,
+        end=end,
+        start_location_id=pickup_location_id,
+        end_location_id=return_location_id or pickup_location_id,
+        created_by=booked_by,
+        customer_id=customer_id,
+        reference=reference,
+    )
+
+
+def cancel_reservation(
+    conn: Connection, *, block_id: int, cancelled_by: int, reason: str = "cancelled"
+) -> Block:
+    """Cancel a reservation that has not been picked up; its period is free again at once."""
+    block = get_block(conn, block_id=block_id)
+    if block.kind != "reservation":
+        raise InvalidInput(
+            f"block #{block_id} is a {block.kind}; only reservations can be cancelled",
+            field="block_id",
+            hint="a started rental ends with a return",
+        )
+    return end_block(
+        conn, block_id=block_id, state="cancelled", changed_by=cancelled_by, reason=reason
+    )
+
+
+def pick_up(
+    conn: Connection, *, block_id: int, handed_over_by: int, at: datetime | None = None
+) -> Block:
+    """Start the rental from its reservation: the car goes out with the customer."""
+    block = get_block(conn, block_id=block_id, for_update=True)
+    if block.kind != "reservation" or block.state != "active":
+        raise InvalidInput(
+            f"block #{block_id} is a {block.state} {block.kind}, not an open reservation",
+            field="block_id",
+        )
+    at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    require_aware(at, "at")
+    conn.execute(
+        text(
+            "UPDATE blocks SET kind = 'rental', started_at = :at, updated_at = clock_timestamp()"
+            " WHERE id = :id"
+        ),
+        {"at": at, "id": block_id},
+    )
+    change_status(
+        conn,
+        vehicle_id=block.vehicle_id,
+        new_status="rented",
+        changed_by=handed_over_by,
+        reason=f"rental #{block.id} picked up",
+        customer_id=block.customer_id,
+        expected_available_at=block.end,
+        block_id=block.id,
+        location_id=block.start_location_id,
+        metadata={"block_id": block.id, "reference": block.reference},
+    )
+    return get_block(conn, block_id=block_id)
+
+
+def extend_rental(conn: Connection, *, block_id: int, new_end: datetime, extended_by: int) -> Block:
+    """Move the expected return; refused, naming the blocking booking, if it would collide."""
+    require_aware(new_end, "new_end")
+    block = get_block(conn, block_id=block_id)
+    if block.kind not in ("rental", "reservation") or block.state != "active":
+        raise InvalidInput(f"block #{block_id} is not an open rental", field="block_id")
+    moved = move_block(
+        conn,
+        block_id=block_id,
+        start=block.start,
+        end=new_end,
+        changed_by=extended_by,
+        event_kind=f"{block.kind}_extended",
+    )
+    if block.kind == "rental":
+        change_status(
+            conn,
+            vehicle_id=block.vehicle_id,
+            new_status="rented",
+            changed_by=extended_by,
+            reason=f"rental #{block.id} extended",
+            expected_available_at=new_end,
+            metadata={"block_id": block.id, "previous_end": block.end.isoformat()},
+            allow_same=True,
+        )
+    return moved
+
+
+def return_vehicle(
+    conn: Connection,
+    *,
+    block_id: int,
+    received_by: int,
+    at: datetime | None = None,
+    location_id: int | None = None,
+    odometer_km: int | None = None,
+    needs_maintenance: bool = False,
+    notes: str = "",
+) -> Block:
+    """Check a rental back in: an early return frees the rest of its period at once.
+
+    The car goes to cleaning for its category's prep buffer (or to maintenance when damaged).
+    """
+    block = get_block(conn, block_id=block_id)
+    if block.kind != "rental" or block.state != "active":
+        raise InvalidInput(
+            f"block #{block_id} is a {block.state} {block.kind}, not an open rental",
+            field="block_id",
+        )
+    at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    require_aware(at, "at")
+    where = location_id or block.end_location_id
+    ended = end_block(
+        conn,
+        block_id=block_id,
+        state="completed",
+        changed_by=received_by,
+        reason=notes or "returned",
+        at=at,
+        end_location_id=where,
+    )
+    if odometer_km is not None:
+        if odometer_km < 0:
+            raise InvalidInput("odometer reading cannot be negative", field="odometer_km")
+        conn.execute(
+            text("UPDATE vehicles SET odometer_km = greatest(odometer_km, :km) WHERE id = :v"),
+            {"km": odometer_km, "v": block.vehicle_id},
+        )
+    current = get_status(conn, vehicle_id=block.vehicle_id)
+    if current.status == "rented":
+        buffer = buffer_for(conn, vehicle_id=block.vehicle_id, kind="rental")
+        change_status(
+            conn,
+            vehicle_id=block.vehicle_id,
+            new_status="maintenance" if needs_maintenance else "cleaning",
+            changed_by=received_by,
+            reason=f"rental #{block.id} returned" + (f": {notes}" if notes else ""),
+            location_id=where,
+            expected_available_at=None if needs_maintenance else at + buffer,
+            metadata={
+                "block_id": block.id,
+                "returned_at": at.isoformat(),
+                "scheduled_return": block.scheduled_end.isoformat(),
+                "odometer_km": odometer_km,
+            },
+        )
+    return ended
+
+
+def returns_report(
+    conn: Connection,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    location_id: int | None = None,
+) -> list[ReturnRecord]:
+    """Return scheduled vs actual return for every rental due in [since, until)."""
+    rows = conn.execute(
+        text(
+            "SELECT b.id AS block_id, v.plate, cu.name AS customer_name,"
+            " b.scheduled_end AS scheduled_return, b.finished_at AS actual_return, b.state,"
+            " CASE WHEN coalesce(b.finished_at, now()) > b.scheduled_end"
+            "      THEN coalesce(b.finished_at, now()) - b.scheduled_end END AS late_by,"
+            " CASE WHEN b.finished_at IS NOT NULL THEN b.finished_at <= b.scheduled_end END"
+            "   AS on_time"
+            " FROM blocks b JOIN vehicles v ON v.id = b.vehicle_id"
+            " JOIN customers cu ON cu.id = b.customer_id"
+            " WHERE b.kind = 'rental' AND b.state IN ('active', 'completed')"
+            " AND b.scheduled_end >= :since AND b.scheduled_end < coalesce(:until, 'infinity')"
+            " AND (CAST(:loc AS bigint) IS NULL OR b.end_location_id = :loc)"
+            " ORDER BY b.scheduled_end"
+        ),
+        {"since": since, "until": until, "loc": location_id},
+    ).mappings()
+    return [ReturnRecord.model_validate(dict(r)) for r in rows]

@@ -1,0 +1,82 @@
+-- Vehicles free for [start, end + their category's prep buffer) that will be at the pickup
+-- location at start, longest idle first.
+--
+-- Why one probe per candidate is enough: live blocks of a vehicle never overlap (the
+-- blocks_no_overlap constraint), so they are totally ordered. The last block that begins
+-- before the wanted window ends is the only one that can reach into it; if it does not,
+-- it is also the block the car comes out of, and its end location is where the car will
+-- be. blocks_vehicle_timeline answers that with one backward index-only probe.
+WITH p AS (
+    SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
+),
+candidates AS (
+    -- cars on this lot now, plus cars that will arrive here (one-way returns, transfers)
+    SELECT s.vehicle_id
+    FROM vehicle_status_realtime s
+    JOIN vehicles v ON v.id = s.vehicle_id
+    WHERE s.location_id = :location_id
+      AND (CAST(:category_id AS bigint) IS NULL OR v.category_id = :category_id)
+    UNION
+    SELECT b.vehicle_id
+    FROM blocks b
+    JOIN vehicles v ON v.id = b.vehicle_id, p
+    WHERE b.end_location_id = :location_id
+      AND b.state IN ('active', 'completed')
+      AND upper(b.period) > p.now
+      AND upper(b.period) <= :start
+      AND (CAST(:category_id AS bigint) IS NULL OR v.category_id = :category_id)
+),
+free AS (
+    SELECT v.id AS vehicle_id, v.plate, v.make, v.model, v.year, v.colour,
+           c.code AS category_code, c.upgrade_rank, v.features, v.odometer_km,
+           s.current_status AS status, last.busy_until AS free_since,
+           CASE WHEN last.ends > p.now AND last.start_location_id <> :location_id
+                THEN last.start_location_id END AS arrives_from,
+           c.prep_buffer
+    FROM candidates cand
+    JOIN vehicles v ON v.id = cand.vehicle_id
+    JOIN vehicle_categories c ON c.id = v.category_id
+    JOIN vehicle_status_realtime s ON s.vehicle_id = v.id
+    CROSS JOIN p
+    LEFT JOIN LATERAL (
+        SELECT upper(b.blocked) AS busy_until, upper(b.period) AS ends,
+               b.end_location_id, b.start_location_id
+        FROM blocks b
+        WHERE b.vehicle_id = v.id
+          AND b.state IN ('active', 'completed')
+          AND lower(b.blocked) < CAST(:end AS timestamptz) + c.prep_buffer
+          AND NOT (b.kind = 'hold' AND b.expires_at <= p.now)
+        ORDER BY lower(b.blocked) DESC
+        LIMIT 1
+    ) last ON true
+    WHERE v.active
+      AND v.features @> CAST(:features AS text[])
+      AND s.current_status <> 'out_of_service'
+      -- a car whose promised end passed (overdue rental, overrunning maintenance, late
+      -- transfer) is not offered: nobody knows when it will be back
+      AND NOT (s.current_status IN ('rented', 'maintenance', 'in_transit')
+               AND coalesce(s.expected_available_at, '-infinity') < p.now)
+      AND (s.expected_available_at IS NULL
+           OR s.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
+           OR s.expected_available_at <= :start)
+      AND (last.busy_until IS NULL OR last.busy_until <= :start)
+      AND CASE WHEN last.ends > p.now THEN last.end_location_id
+               ELSE s.location_id END = :location_id
+    ORDER BY last.busy_until NULLS FIRST, v.odometer_km, v.plate
+    LIMIT :limit
+)
+SELECT f.vehicle_id, f.plate, f.make, f.model, f.year, f.colour, f.category_code,
+       f.upgrade_rank, f.features, f.odometer_km, f.status, f.free_since, f.arrives_from,
+       nxt.starts AS free_until
+FROM free f
+LEFT JOIN LATERAL (
+    SELECT lower(b.blocked) AS starts
+    FROM blocks b, p
+    WHERE b.vehicle_id = f.vehicle_id
+      AND b.state IN ('active', 'completed')
+      AND lower(b.blocked) >= CAST(:end AS timestamptz) + f.prep_buffer
+      AND NOT (b.kind = 'hold' AND b.expires_at <= p.now)
+    ORDER BY lower(b.blocked)
+    LIMIT 1
+) nxt ON true
+ORDER BY f.free_since NULLS FIRST, f.odometer_km, f.plate

@@ -1,0 +1,219 @@
+"""Test fixtures: a real PostgreSQL (fresh embedded server unless FLEET_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+
+from db import fleet, migrate
+from db.database import make_engine, sqlalchemy_url, start_embedded
+
+DATA_TABLES = (
+    "saved_searches, availability_cache, overdue_vehicles, availability_events,"
+    " vehicle_status_log, vehicle_status_realtime, blocks, vehicles, customers, users,"
+    " vehicle_categories, locations"
+)
+
+
+def _server_url() -> str:
+    url = os.environ.get("FLEET_TEST_DATABASE_URL")
+    if url:
+        return sqlalchemy_url(url)
+    # A fresh embedded server per test session, deleted when the session ends.
+    data_dir = Path(tempfile.mkdtemp(prefix="fleet-test-"))
+    return sqlalchemy_url(start_embedded(data_dir, cleanup_mode="delete"))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """Create a fresh database on the server, migrated to head, dropped at the end."""
+    name = f"fleet_test_{secrets.token_hex(4)}"
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=None)
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    with engine.begin() as c:
+        migrate.upgrade(c)
+    engine.dispose()
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url, pool_size=25, max_overflow=10)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def conn(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as c:
+        trans = c.begin()
+        try:
+            yield c
+        finally:
+            trans.rollback()
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[Engine]:
+    """For tests that need real commits (concurrency): data tables are emptied afterwards."""
+    yield engine
+    with engine.begin() as c:
+        c.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+
+
+@dataclass
+class World:
+    """A small fleet: two lots in different zones, three categories, staff and customers."""
+
+    ber: fleet.Location
+    muc: fleet.Location
+    nyc: fleet.Location
+    econ: fleet.Category
+    suv: fleet.Category
+    prem: fleet.Category
+    agent: fleet.User
+    agent2: fleet.User
+    manager: fleet.User
+    alice: fleet.Customer
+    bob: fleet.Customer
+    now: datetime
+
+    def at(self, hours: float) -> datetime:
+        """Return a time `hours` from the world's now."""
+        return self.now + timedelta(hours=hours)
+
+
+def build_world(conn: Connection) -> World:
+    """Create the small reference fleet used by most tests."""
+    ber = fleet.create_location(
+        conn,
+        code="BER1",
+        name="Berlin Airport",
+        time_zone="Europe/Berlin",
+        latitude=52.3667,
+        longitude=13.5033,
+    )
+    muc = fleet.create_location(
+        conn,
+        code="MUC1",
+        name="Munich Central",
+        time_zone="Europe/Berlin",
+        latitude=48.1402,
+        longitude=11.5600,
+    )
+    nyc = fleet.create_location(
+        conn,
+        code="JFK1",
+        name="New York JFK",
+        time_zone="America/New_York",
+        latitude=40.6413,
+        longitude=-73.7781,
+    )
+    econ = fleet.create_category(
+        conn,
+        code="ECON",
+        name="Economy",
+        hourly_rate=12,
+        daily_rate=49,
+        upgrade_rank=10,
+        prep_buffer=timedelta(minutes=30),
+    )
+    suv = fleet.create_category(
+        conn,
+        code="SUV",
+        name="SUV",
+        hourly_rate=20,
+        daily_rate=89,
+        upgrade_rank=30,
+        prep_buffer=timedelta(minutes=60),
+    )
+    prem = fleet.create_category(
+        conn,
+        code="PREM",
+        name="Premium",
+        hourly_rate=30,
+        daily_rate=139,
+        upgrade_rank=50,
+        prep_buffer=timedelta(minutes=90),
+    )
+    agent = fleet.create_user(
+        conn, username="anna", full_name="Anna Agent", role="agent", home_location_id=ber.id
+    )
+    agent2 = fleet.create_user(
+        conn, username="ben", full_name="Ben Booker", role="agent", home_location_id=ber.id
+    )
+    manager = fleet.create_user(
+        conn, username="maria", full_name="Maria Manager", role="manager", home_location_id=ber.id
+    )
+    alice = fleet.create_customer(
+        conn,
+        name="Alice Schmidt",
+        phone="+49 30 1234567",
+        email="alice@example.com",
+        licence_number="B072RRE2I55",
+    )
+    bob = fleet.create_customer(
+        conn,
+        name="Bob Meyer",
+        phone="+49 89 7654321",
+        email="bob@example.com",
+        licence_number="M1234567",
+    )
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return World(ber, muc, nyc, econ, suv, prem, agent, agent2, manager, alice, bob, now)
+
+
+_vin_counter = iter(range(10**6))
+
+
+def add_vehicle(
+    conn: Connection,
+    world: World,
+    plate: str,
+    *,
+    category: fleet.Category | None = None,
+    location: fleet.Location | None = None,
+    features: tuple[str, ...] = (),
+    odometer_km: int = 10_000,
+) -> fleet.Vehicle:
+    """Register a test vehicle with a unique VIN."""
+    n = next(_vin_counter)
+    return fleet.create_vehicle(
+        conn,
+        plate=plate,
+        vin=f"WVWZZZ1KZ{n:08d}",
+        make="VW",
+        model="Golf",
+        year=2024,
+        category_id=(category or world.econ).id,
+        home_location_id=(location or world.ber).id,
+        created_by=world.manager.id,
+        features=features,
+        odometer_km=odometer_km,
+    )
+
+
+@pytest.fixture
+def world(conn: Connection) -> World:
+    return build_world(conn)
