@@ -96,7 +96,8 @@ def vehicle_blocks(
     if live_only:
         sql += " AND " + LIVE_BLOCK
     sql += (
-        " AND b.blocked && tstzrange(coalesce(:since, '-infinity'), coalesce(:until, 'infinity'))"
+        " AND b.blocked && tstzrange(coalesce(CAST(:since AS timestamptz), '-infinity'),"
+        " coalesce(CAST(:until AS timestamptz), 'infinity'))"
         " ORDER BY lower(b.period)"
     )
     rows = conn.execute(text(sql), {"v": vehicle_id, "since": since, "until": until}).mappings()
