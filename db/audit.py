@@ -88,6 +88,50 @@ def history(
     return [LogEntry.model_validate(dict(r)) for r in rows]
 
 
+class ChangeEvent(BaseModel):
+    """One availability change from the events outbox: bookings, holds, transfers, status."""
+
+    id: int
+    kind: str
+    vehicle_id: int | None
+    plate: str | None
+    actor_id: int | None
+    actor_name: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+def availability_changes(
+    conn: Connection,
+    *,
+    vehicle_id: int | None = None,
+    user_id: int | None = None,
+    since: datetime | None = None,
+    limit: int = 500,
+) -> list[ChangeEvent]:
+    """Return every availability change (not only status) for a vehicle or user, newest first.
+
+    Without `since` the last 90 days are returned.
+    """
+    if not 1 <= limit <= 10_000:
+        raise InvalidInput("limit must be between 1 and 10000", field="limit")
+    rows = conn.execute(
+        text(
+            "SELECT e.id, e.kind, e.vehicle_id, v.plate, e.actor_id, u.full_name AS actor_name,"
+            " e.payload, e.created_at FROM availability_events e"
+            " LEFT JOIN vehicles v ON v.id = e.vehicle_id"
+            " LEFT JOIN users u ON u.id = e.actor_id"
+            " WHERE (CAST(:v AS bigint) IS NULL OR e.vehicle_id = :v)"
+            " AND (CAST(:u AS bigint) IS NULL OR e.actor_id = :u)"
+            " AND e.created_at >= coalesce(CAST(:since AS timestamptz),"
+            " now() - CAST(:window AS interval))"
+            " ORDER BY e.id DESC LIMIT :limit"
+        ),
+        {"v": vehicle_id, "u": user_id, "since": since, "window": HISTORY_WINDOW, "limit": limit},
+    ).mappings()
+    return [ChangeEvent.model_validate(dict(r)) for r in rows]
+
+
 def get_entry(conn: Connection, *, log_id: int) -> LogEntry:
     """Return one audit entry, or raise NotFound."""
     row = conn.execute(text(_LOG_SQL + " WHERE g.id = :id"), {"id": log_id}).mappings().first()

@@ -113,6 +113,19 @@ def check_bookable(conn: Connection, *, vehicle_id: int, start: datetime, locati
         ),
         {"v": vehicle_id},
     ).scalar_one()
+    busy_until = status.expected_available_at
+    if (
+        not late
+        and status.status in ("rented", "maintenance", "in_transit", "cleaning")
+        and busy_until is not None
+        and busy_until > start
+    ):
+        # The live status promises the car only from busy_until, block or no block.
+        raise NotAvailable(
+            f"{status.plate} is {status.status} until {busy_until.isoformat()}",
+            field="start",
+            hint="start after that time, or offer another vehicle",
+        )
     if late:
         raise NotAvailable(
             f"{status.plate} is not back yet ({status.status}, was due"

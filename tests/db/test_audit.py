@@ -122,3 +122,26 @@ def test_rollback_of_registration_or_unknown_change_is_refused(conn, world):
     with pytest.raises(NotFound):
         audit.get_entry(conn, log_id=999_999)
     assert audit.get_entry(conn, log_id=first.id).plate == "B AU 6"
+
+
+def test_availability_changes_include_bookings_not_only_status(conn, world):
+    from db import holds
+
+    a = add_vehicle(conn, world, "B AU 7")
+    hold = holds.place_hold(
+        conn,
+        vehicle_id=a.id,
+        start=world.at(2),
+        end=world.at(5),
+        location_id=world.ber.id,
+        held_by=world.agent2.id,
+    )
+    holds.release_hold(conn, hold_id=hold.id, released_by=world.agent2.id)
+    kinds = [(e.kind, e.actor_name) for e in audit.availability_changes(conn, vehicle_id=a.id)]
+    assert kinds == [
+        ("hold_cancelled", "Ben Booker"),
+        ("hold_created", "Ben Booker"),
+        ("vehicle_registered", "Maria Manager"),
+    ]
+    mine = audit.availability_changes(conn, user_id=world.agent2.id)
+    assert {e.kind for e in mine} == {"hold_created", "hold_cancelled"}

@@ -206,3 +206,42 @@ def test_materialized_day_counts_free_minutes(conn, world):
         (18 * 60, False, "maintenance"),
         (24 * 60, True, None),
     ]
+
+
+def test_car_promised_elsewhere_by_its_status_cannot_be_booked_before_then(conn, world):
+    from db import holds
+    from db.errors import NotAvailable
+
+    v = add_vehicle(conn, world, "B AV 11")
+    status.change_status(
+        conn,
+        vehicle_id=v.id,
+        new_status="maintenance",
+        changed_by=world.agent.id,
+        reason="brakes",
+        expected_available_at=world.at(10),
+    )
+    assert (
+        availability.search(conn, start=world.at(5), end=world.at(8), location_id=world.ber.id)
+        == []
+    )
+    with pytest.raises(NotAvailable, match="maintenance until"):
+        holds.place_hold(
+            conn,
+            vehicle_id=v.id,
+            start=world.at(5),
+            end=world.at(8),
+            location_id=world.ber.id,
+            held_by=world.agent.id,
+        )
+    assert (
+        holds.place_hold(
+            conn,
+            vehicle_id=v.id,
+            start=world.at(11),
+            end=world.at(13),
+            location_id=world.ber.id,
+            held_by=world.agent.id,
+        ).kind
+        == "hold"
+    )
