@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.errors import BookingConflict, InvalidInput, NotAvailable, NotFound
 from db.events import emit
-from db.timeutil import require_period
+from db.timeutil import local_iso, require_period
 
 KINDS = ("hold", "reservation", "rental", "maintenance", "transfer")
 # Kinds after which the car needs cleaning/prep before the next customer.
@@ -43,15 +43,15 @@ class Block(BaseModel):
     finished_at: datetime | None
     created_by: int
     created_at: datetime
+    time_zone: str
 
     def describe(self) -> str:
-        """Name the block the way a clerk would say it."""
+        """Name the block the way a clerk would say it, in the pickup lot's local time."""
         who = f" for {self.customer_name}" if self.customer_name else ""
         ref = f" {self.reference}" if self.reference else ""
         return (
             f"{self.kind} #{self.id}{ref}{who} on {self.plate},"
-            f" {self.start.isoformat(timespec='minutes')}"
-            f" to {self.end.isoformat(timespec='minutes')}"
+            f" {local_iso(self.start, self.time_zone)} to {local_iso(self.end, self.time_zone)}"
         )
 
 
@@ -59,9 +59,11 @@ _BLOCK_SQL = """
 SELECT b.id, b.vehicle_id, v.plate, b.kind, b.state, lower(b.period) AS start,
        upper(b.period) AS "end", upper(b.blocked) AS blocked_until, b.scheduled_end,
        b.start_location_id, b.end_location_id, b.customer_id, cu.name AS customer_name,
-       b.reference, b.expires_at, b.started_at, b.finished_at, b.created_by, b.created_at
+       b.reference, b.expires_at, b.started_at, b.finished_at, b.created_by, b.created_at,
+       sl.time_zone
 FROM blocks b
 JOIN vehicles v ON v.id = b.vehicle_id
+JOIN locations sl ON sl.id = b.start_location_id
 LEFT JOIN customers cu ON cu.id = b.customer_id
 """
 

@@ -321,7 +321,7 @@ def get_vehicle(conn: Connection, *, id: int | None = None, plate: str | None = 
         raise NotFound(
             f"unknown vehicle {plate or id!r}",
             field="vehicle",
-            hint="search by partial plate with `fleet status --plate`",
+            hint="type part of the plate to search: `fleet status PART`",
         )
     return Vehicle.model_validate(dict(row))
 

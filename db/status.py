@@ -150,10 +150,13 @@ def list_status(
     """Return the fleet board: every vehicle's status, overdue first, then by plate."""
     sql = _STATUS_SQL + " WHERE v.active"
     if location_id is not None:
-        sql += " AND (s.location_id = :loc OR s.destination_location_id = :loc)"
+        sql += " AND s.location_id = :loc"
     if status is not None:
         if status == "overdue":
-            sql += " AND s.current_status = 'rented' AND s.expected_available_at < now()"
+            sql += (
+                " AND s.current_status = 'rented'"
+                " AND s.expected_available_at < coalesce(:now, now())"
+            )
         else:
             require_status(status)
             sql += " AND s.current_status = :status"
