@@ -6,63 +6,76 @@
 -- before the wanted window ends is the only one that can reach into it; if it does not,
 -- it is also the block the car comes out of, and its end location is where the car will
 -- be. blocks_vehicle_timeline answers that with one backward index-only probe.
+--
+-- The order of work keeps the hot path narrow: candidates and their live status come from
+-- one index on the status table, the probe filters them, and only the free ones are looked
+-- up in vehicles (features, plate, odometer).
 WITH p AS (
     SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
 ),
 candidates AS (
-    -- cars on this lot now, plus cars that will arrive here (one-way returns, transfers)
-    SELECT s.vehicle_id
+    -- cars on this lot now, plus cars a move (one-way rental, transfer) brings here before
+    -- pickup; a car reaches a lot in no other way
+    SELECT s.vehicle_id, s.category_id, s.current_status, s.expected_available_at,
+           s.location_id
     FROM vehicle_status_realtime s
-    JOIN vehicles v ON v.id = s.vehicle_id
     WHERE s.location_id = :location_id
-      AND (CAST(:category_id AS bigint) IS NULL OR v.category_id = :category_id)
+      AND s.category_id = ANY (CAST(:category_ids AS bigint[]))
     UNION
-    SELECT b.vehicle_id
+    SELECT s.vehicle_id, s.category_id, s.current_status, s.expected_available_at,
+           s.location_id
     FROM blocks b
-    JOIN vehicles v ON v.id = b.vehicle_id, p
+    JOIN vehicle_status_realtime s ON s.vehicle_id = b.vehicle_id
     WHERE b.end_location_id = :location_id
+      AND b.moves
       AND b.state IN ('active', 'completed')
-      AND upper(b.period) > p.now
+      AND b.category_id = ANY (CAST(:category_ids AS bigint[]))
+      -- the clock inline, not from p, so the planner can see how few rows this is
+      AND upper(b.period) > coalesce(CAST(:now AS timestamptz), now())
       AND upper(b.period) <= :start
-      AND (CAST(:category_id AS bigint) IS NULL OR v.category_id = :category_id)
 ),
-free AS (
-    SELECT v.id AS vehicle_id, v.plate, v.make, v.model, v.year, v.colour,
-           c.code AS category_code, c.upgrade_rank, v.features, v.odometer_km,
-           s.current_status AS status, last.busy_until AS free_since,
+probed AS (
+    SELECT cand.vehicle_id, cand.current_status, last.busy_until, c.prep_buffer,
            CASE WHEN last.ends > p.now AND last.start_location_id <> :location_id
-                THEN last.start_location_id END AS arrives_from,
-           c.prep_buffer
+                THEN last.start_location_id END AS arrives_from
     FROM candidates cand
-    JOIN vehicles v ON v.id = cand.vehicle_id
-    JOIN vehicle_categories c ON c.id = v.category_id
-    JOIN vehicle_status_realtime s ON s.vehicle_id = v.id
+    JOIN vehicle_categories c ON c.id = cand.category_id
     CROSS JOIN p
     LEFT JOIN LATERAL (
         SELECT upper(b.blocked) AS busy_until, upper(b.period) AS ends,
                b.end_location_id, b.start_location_id
         FROM blocks b
-        WHERE b.vehicle_id = v.id
+        WHERE b.vehicle_id = cand.vehicle_id
           AND b.state IN ('active', 'completed')
           AND lower(b.blocked) < CAST(:end AS timestamptz) + c.prep_buffer
           AND NOT (b.kind = 'hold' AND b.expires_at <= p.now)
         ORDER BY lower(b.blocked) DESC
         LIMIT 1
     ) last ON true
-    WHERE v.active
-      AND v.features @> CAST(:features AS text[])
-      AND s.current_status <> 'out_of_service'
+    WHERE cand.current_status <> 'out_of_service'
       -- a car whose promised end passed (overdue rental, overrunning maintenance, late
       -- transfer) is not offered: nobody knows when it will be back
-      AND NOT (s.current_status IN ('rented', 'maintenance', 'in_transit')
-               AND coalesce(s.expected_available_at, '-infinity') < p.now)
-      AND (s.expected_available_at IS NULL
-           OR s.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
-           OR s.expected_available_at <= :start)
+      AND NOT (cand.current_status IN ('rented', 'maintenance', 'in_transit')
+               AND coalesce(cand.expected_available_at, '-infinity') < p.now)
+      -- nor before the time its live status promises it, block or no block
+      AND (cand.expected_available_at IS NULL
+           OR cand.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
+           OR cand.expected_available_at <= :start)
       AND (last.busy_until IS NULL OR last.busy_until <= :start)
       AND CASE WHEN last.ends > p.now THEN last.end_location_id
-               ELSE s.location_id END = :location_id
-    ORDER BY last.busy_until NULLS FIRST, v.odometer_km, v.plate
+               ELSE cand.location_id END = :location_id
+),
+free AS (
+    SELECT v.id AS vehicle_id, v.plate, v.make, v.model, v.year, v.colour,
+           c.code AS category_code, c.upgrade_rank, v.features, v.odometer_km,
+           pr.current_status AS status, pr.busy_until AS free_since, pr.arrives_from,
+           pr.prep_buffer
+    FROM probed pr
+    JOIN vehicles v ON v.id = pr.vehicle_id
+    JOIN vehicle_categories c ON c.id = v.category_id
+    WHERE v.active
+      AND v.features @> CAST(:features AS text[])
+    ORDER BY pr.busy_until NULLS FIRST, v.odometer_km, v.plate
     LIMIT :limit
 )
 SELECT f.vehicle_id, f.plate, f.make, f.model, f.year, f.colour, f.category_code,

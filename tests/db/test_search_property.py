@@ -78,7 +78,12 @@ def reference(conn, world, vehicle_ids, start, end, location_id, category_id):
         before = [b for b in live if b.end <= start]
         last = max(before, key=lambda b: b.end, default=None)
         where = last.end_location_id if last and last.end > now else s.location_id
-        if where == location_id:
+        # A car reaches a lot only by being there now or by a move (one-way, transfer).
+        moved_here = any(
+            b.end_location_id == location_id != b.start_location_id and now < b.end <= start
+            for b in live
+        )
+        if where == location_id and (s.location_id == location_id or moved_here):
             free.add(vid)
     return free
 

@@ -101,11 +101,22 @@ CREATE INDEX vehicles_plate_key_trgm ON vehicles USING gin (plate_key gin_trgm_o
 CREATE INDEX vehicles_category ON vehicles (category_id);
 CREATE INDEX vehicles_features ON vehicles USING gin (features);
 
+-- Search asks "cars of this category on this lot" and "cars moving to this lot" first; the
+-- category is copied onto status rows and blocks so one index answers each (kept in step by
+-- the triggers below, and only ever changed through the vehicle).
+CREATE FUNCTION fleet_copy_vehicle_category() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  SELECT category_id INTO NEW.category_id FROM vehicles WHERE id = NEW.vehicle_id;
+  RETURN NEW;
+END $$;
+
 -- Every period a vehicle is spoken for. `blocked` is the period plus the prep buffer
 -- that follows it; the exclusion constraint is what makes double booking impossible.
 CREATE TABLE blocks (
     id                 bigserial PRIMARY KEY,
     vehicle_id         bigint NOT NULL REFERENCES vehicles(id),
+    category_id        bigint NOT NULL REFERENCES vehicle_categories(id),
     kind               text NOT NULL
                        CHECK (kind IN ('hold', 'reservation', 'rental', 'maintenance', 'transfer')),
     state              text NOT NULL DEFAULT 'active' CHECK (
@@ -115,6 +126,8 @@ CREATE TABLE blocks (
     scheduled_end      timestamptz NOT NULL,
     start_location_id  bigint NOT NULL REFERENCES locations(id),
     end_location_id    bigint NOT NULL REFERENCES locations(id),
+    -- a stored flag, so the planner's statistics know how few blocks move a car
+    moves              boolean GENERATED ALWAYS AS (start_location_id <> end_location_id) STORED,
     customer_id        bigint REFERENCES customers(id),
     reference          text,
     expires_at         timestamptz,
@@ -141,10 +154,14 @@ CREATE TABLE blocks (
 );
 -- One backward probe per vehicle answers "is it free, and where will it be": see sql/search.sql.
 CREATE INDEX blocks_vehicle_timeline ON blocks (vehicle_id, lower(blocked))
-    INCLUDE (blocked, period, end_location_id, kind, expires_at)
+    INCLUDE (blocked, period, start_location_id, end_location_id, kind, expires_at)
     WHERE state IN ('active', 'completed');
-CREATE INDEX blocks_arrivals ON blocks (end_location_id, upper(period))
-    WHERE state IN ('active', 'completed');
+-- Only moves (one-way rentals, transfers) bring a car to another lot.
+CREATE INDEX blocks_arrivals ON blocks (end_location_id, category_id, upper(period))
+    INCLUDE (vehicle_id)
+    WHERE state IN ('active', 'completed') AND moves;
+CREATE TRIGGER blocks_category BEFORE INSERT OR UPDATE OF vehicle_id ON blocks
+    FOR EACH ROW EXECUTE FUNCTION fleet_copy_vehicle_category();
 CREATE INDEX blocks_customer ON blocks (customer_id) WHERE customer_id IS NOT NULL;
 CREATE INDEX blocks_open_rentals ON blocks (upper(period))
     WHERE kind = 'rental' AND state = 'active';
@@ -152,6 +169,7 @@ CREATE INDEX blocks_reference ON blocks (reference) WHERE reference IS NOT NULL;
 
 CREATE TABLE vehicle_status_realtime (
     vehicle_id               bigint PRIMARY KEY REFERENCES vehicles(id),
+    category_id              bigint NOT NULL REFERENCES vehicle_categories(id),
     current_status           text NOT NULL CHECK (current_status IN (
                                  'available', 'reserved', 'rented', 'cleaning', 'maintenance',
                                  'in_transit', 'out_of_service')),
@@ -172,7 +190,21 @@ CREATE TABLE vehicle_status_realtime (
     CONSTRAINT status_on_lot_has_location CHECK (
         current_status IN ('rented', 'in_transit') OR location_id IS NOT NULL)
 );
-CREATE INDEX status_location ON vehicle_status_realtime (location_id, vehicle_id);
+CREATE INDEX status_location ON vehicle_status_realtime (location_id, category_id, vehicle_id)
+    INCLUDE (current_status, expected_available_at);
+CREATE TRIGGER status_category BEFORE INSERT OR UPDATE OF vehicle_id ON vehicle_status_realtime
+    FOR EACH ROW EXECUTE FUNCTION fleet_copy_vehicle_category();
+
+CREATE FUNCTION fleet_propagate_category() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE vehicle_status_realtime SET category_id = NEW.category_id WHERE vehicle_id = NEW.id;
+  UPDATE blocks SET category_id = NEW.category_id WHERE vehicle_id = NEW.id;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER vehicles_category AFTER UPDATE OF category_id ON vehicles
+    FOR EACH ROW WHEN (OLD.category_id IS DISTINCT FROM NEW.category_id)
+    EXECUTE FUNCTION fleet_propagate_category();
 CREATE INDEX status_by_status ON vehicle_status_realtime (current_status);
 
 CREATE TABLE vehicle_status_log (
@@ -283,6 +315,8 @@ DROP TABLE IF EXISTS customers;
 DROP TABLE IF EXISTS users;
 DROP TABLE IF EXISTS vehicle_categories;
 DROP TABLE IF EXISTS locations;
+DROP FUNCTION IF EXISTS fleet_propagate_category();
+DROP FUNCTION IF EXISTS fleet_copy_vehicle_category();
 DROP FUNCTION IF EXISTS fleet_is_time_zone(text);
 DROP FUNCTION IF EXISTS fleet_plate_key(text);
 """
