@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from db import availability
 from db.blocks import Block, end_block, get_block, insert_block
-from db.errors import InvalidInput
+from db.errors import HoldExpired, InvalidInput
 from db.sqlfiles import query
 
 DEFAULT_HORIZON = timedelta(hours=48)
@@ -97,11 +97,21 @@ def list_conflicts(
                 cause=CAUSES[r["kind"]].format(
                     due=due, where=r["location_at_start_code"] or "no lot"
                 ),
-                cause_block_id=r["cause_block_id"],
+                cause_block_id=_cause_block(r),
                 suggestions=_suggest(conn, r, now) if with_suggestions else [],
             )
         )
     return out
+
+
+def _cause_block(r) -> int | None:
+    # The live status names the rental or transfer it is in; a car stranded elsewhere is
+    # put there by the booking before this one, and workshop status does not carry its block.
+    if r["kind"] == "wrong_location":
+        return r["prev_block_id"]
+    if r["kind"] == "maintenance_overrun" and r["cause_block_id"] is None:
+        return r["prev_block_id"] if r["prev_kind"] == "maintenance" else None
+    return r["cause_block_id"]
 
 
 def _suggest(conn: Connection, r, now: datetime | None) -> list[Suggestion]:
@@ -180,30 +190,41 @@ def swap_vehicle(
             f"block #{block_id} is a {old.state} {old.kind}; only open bookings can be swapped",
             field="block_id",
         )
+    clock = conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+    if old.kind == "hold" and old.expires_at is not None and old.expires_at <= clock:
+        # Copying a run-out hold would hand back a claim that already counts for nothing.
+        raise HoldExpired(
+            f"hold #{block_id} on {old.plate} ran out",
+            field="block_id",
+            hint="search again and place a new hold on the other vehicle",
+        )
     if vehicle_id == old.vehicle_id:
         raise InvalidInput("that is the vehicle the booking already has", field="vehicle_id")
     availability.check_bookable(
         conn, vehicle_id=vehicle_id, start=old.start, location_id=old.start_location_id
     )
-    end_block(
-        conn,
-        block_id=block_id,
-        state="cancelled",
-        changed_by=changed_by,
-        reason=f"{reason}: moved to vehicle {vehicle_id}",
-    )
-    return insert_block(
-        conn,
-        vehicle_id=vehicle_id,
-        kind="reservation" if old.kind == "reservation" else "hold",
-        start=old.start,
-        end=old.end,
-        start_location_id=old.start_location_id,
-        end_location_id=old.end_location_id,
-        created_by=changed_by,
-        customer_id=old.customer_id,
-        reference=old.reference,
-        expires_at=old.expires_at,
-        notes=f"swapped from block #{block_id}",
-        event_payload={"swapped_from": block_id},
-    )
+    # A savepoint, so a refused swap leaves the old booking active even if the caller
+    # catches the conflict and carries on in the same transaction.
+    with conn.begin_nested():
+        end_block(
+            conn,
+            block_id=block_id,
+            state="cancelled",
+            changed_by=changed_by,
+            reason=f"{reason}: moved to vehicle {vehicle_id}",
+        )
+        return insert_block(
+            conn,
+            vehicle_id=vehicle_id,
+            kind="reservation" if old.kind == "reservation" else "hold",
+            start=old.start,
+            end=old.end,
+            start_location_id=old.start_location_id,
+            end_location_id=old.end_location_id,
+            created_by=changed_by,
+            customer_id=old.customer_id,
+            reference=old.reference,
+            expires_at=old.expires_at,
+            notes=f"swapped from block #{block_id}",
+            event_payload={"swapped_from": block_id},
+        )

@@ -89,7 +89,11 @@ def find_by_plate(conn: Connection, *, query: str, limit: int = 10) -> list[Plat
 def find_rentals_by_customer(
     conn: Connection, *, name: str, limit: int = 20, include_upcoming: bool = True
 ) -> list[RentalMatch]:
-    """Return current rentals (and upcoming reservations) of customers whose name matches."""
+    """Return current rentals (and upcoming reservations) of customers whose name matches.
+
+    A name matches when it contains the typed text, resembles it as a whole, or has a word
+    resembling it (a mistyped surname alone, "Schmitt" for "Schmidt", still finds the rental).
+    """
     name = (name or "").strip()
     if len(name) < 2:
         raise InvalidInput("type at least two letters of the customer's name", field="name")
@@ -100,16 +104,21 @@ def find_rentals_by_customer(
             " cu.phone AS customer_phone, cu.email AS customer_email, b.id AS block_id,"
             ' b.kind, b.vehicle_id, v.plate, lower(b.period) AS start, upper(b.period) AS "end",'
             " lp.code AS pickup_code, lr.code AS return_code,"
-            " greatest(similarity(cu.name, :name),"
-            "   CASE WHEN cu.name ILIKE '%' || :name || '%' THEN 0.9 ELSE 0 END) AS score"
+            " greatest(similarity(cu.name, :name), word_similarity(:name, cu.name),"
+            "   CASE WHEN cu.name ILIKE :pattern THEN 0.9 ELSE 0 END) AS score"
             " FROM customers cu JOIN blocks b ON b.customer_id = cu.id"
             " JOIN vehicles v ON v.id = b.vehicle_id"
             " JOIN locations lp ON lp.id = b.start_location_id"
             " JOIN locations lr ON lr.id = b.end_location_id"
-            " WHERE (cu.name % :name OR cu.name ILIKE '%' || :name || '%')"
+            " WHERE (cu.name % :name OR :name <% cu.name OR cu.name ILIKE :pattern)"
             " AND b.state = 'active' AND b.kind = ANY(CAST(:kinds AS text[]))"
             " ORDER BY score DESC, lower(b.period) LIMIT :limit"
         ),
-        {"name": name.replace("%", "").replace("_", " "), "kinds": kinds, "limit": limit},
+        {"name": name, "pattern": f"%{_escape_like(name)}%", "kinds": kinds, "limit": limit},
     ).mappings()
     return [RentalMatch.model_validate(dict(r)) for r in rows]
+
+
+def _escape_like(value: str) -> str:
+    # Typed % and _ are literal characters, not wildcards that would match every customer.
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -31,6 +31,7 @@ class OverdueRental(BaseModel):
     customer_name: str
     customer_phone: str | None
     customer_email: str | None
+    location_id: int
     location_code: str
     time_zone: str
     expected_return: datetime
@@ -176,6 +177,7 @@ def refresh_overdue(
                 conn,
                 kind="overdue_escalated",
                 vehicle_id=o.vehicle_id,
+                location_id=o.location_id,
                 payload=o.model_dump(mode="json"),
             )
     open_blocks = [o.block_id for o in current]

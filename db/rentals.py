@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 from db.availability import check_bookable
 from db.blocks import Block, buffer_for, end_block, get_block, insert_block, move_block
 from db.errors import InvalidInput
+from db.fleet import get_customer
 from db.status import change_status, get_status
 from db.timeutil import require_aware
 
@@ -40,6 +41,7 @@ def reserve(
     reference: str | None = None,
 ) -> Block:
     """Reserve a vehicle for a customer directly (without a prior hold)."""
+    get_customer(conn, id=customer_id)
     check_bookable(conn, vehicle_id=vehicle_id, start=start, location_id=pickup_location_id)
     return insert_block(
         conn,
@@ -83,25 +85,44 @@ def pick_up(
         )
     at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     require_aware(at, "at")
-    conn.execute(
-        text(
-            "UPDATE blocks SET kind = 'rental', started_at = :at, updated_at = clock_timestamp()"
-            " WHERE id = :id"
-        ),
-        {"at": at, "id": block_id},
-    )
-    change_status(
-        conn,
-        vehicle_id=block.vehicle_id,
-        new_status="rented",
-        changed_by=handed_over_by,
-        reason=f"rental #{block.id} picked up",
-        customer_id=block.customer_id,
-        expected_available_at=block.end,
-        block_id=block.id,
-        location_id=block.start_location_id,
-        metadata={"block_id": block.id, "reference": block.reference},
-    )
+    # A savepoint, so a refused hand-over leaves the reservation as it was even when the
+    # caller catches the error and carries on in the same transaction.
+    with conn.begin_nested():
+        current = get_status(conn, vehicle_id=block.vehicle_id)
+        if (
+            current.status == "cleaning"
+            and current.expected_available_at is not None
+            and current.expected_available_at <= at
+        ):
+            # The prep buffer after the last return is over (search already offers the car
+            # from then on), so the hand-over must not wait for someone to tick "clean".
+            change_status(
+                conn,
+                vehicle_id=block.vehicle_id,
+                new_status="available",
+                changed_by=handed_over_by,
+                reason=f"prep time over at pick-up of rental #{block.id}",
+                metadata={"block_id": block.id},
+            )
+        change_status(
+            conn,
+            vehicle_id=block.vehicle_id,
+            new_status="rented",
+            changed_by=handed_over_by,
+            reason=f"rental #{block.id} picked up",
+            customer_id=block.customer_id,
+            expected_available_at=block.end,
+            block_id=block.id,
+            location_id=block.start_location_id,
+            metadata={"block_id": block.id, "reference": block.reference},
+        )
+        conn.execute(
+            text(
+                "UPDATE blocks SET kind = 'rental', started_at = :at,"
+                " updated_at = clock_timestamp() WHERE id = :id"
+            ),
+            {"at": at, "id": block_id},
+        )
     return get_block(conn, block_id=block_id)
 
 
@@ -154,6 +175,8 @@ def return_vehicle(
             f"block #{block_id} is a {block.state} {block.kind}, not an open rental",
             field="block_id",
         )
+    if odometer_km is not None and odometer_km < 0:
+        raise InvalidInput("odometer reading cannot be negative", field="odometer_km")
     at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     require_aware(at, "at")
     where = location_id or block.end_location_id
@@ -167,8 +190,6 @@ def return_vehicle(
         end_location_id=where,
     )
     if odometer_km is not None:
-        if odometer_km < 0:
-            raise InvalidInput("odometer reading cannot be negative", field="odometer_km")
         conn.execute(
             text("UPDATE vehicles SET odometer_km = greatest(odometer_km, :km) WHERE id = :v"),
             {"km": odometer_km, "v": block.vehicle_id},

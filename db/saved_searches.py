@@ -64,6 +64,7 @@ def list_saved(conn: Connection, *, user_id: int) -> list[SavedSearch]:
 
 def delete(conn: Connection, *, user_id: int, name: str) -> None:
     """Delete one of the user's saved searches."""
+    name = name.strip()  # saved names are stored trimmed
     result = conn.execute(
         text("DELETE FROM saved_searches WHERE user_id = :u AND name = :n"),
         {"u": user_id, "n": name},

@@ -130,7 +130,8 @@ def arrive(
     block = get_block(conn, block_id=block_id)
     _require_transfer(block)
     if block.started_at is None:
-        dispatch(conn, block_id=block_id, changed_by=changed_by, at=at or block.start)
+        # Nobody recorded the departure: assume it left as scheduled, not when it arrived.
+        dispatch(conn, block_id=block_id, changed_by=changed_by, at=block.start)
     ended = end_block(
         conn, block_id=block_id, state="completed", changed_by=changed_by, reason="arrived", at=at
     )

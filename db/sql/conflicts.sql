@@ -16,12 +16,13 @@ upcoming AS (
 placed AS (
     SELECT u.*, s.current_status, s.expected_available_at, s.block_id AS cause_block_id,
            CASE WHEN prev.ends > p.now THEN prev.end_location_id ELSE s.location_id END
-               AS location_at_start
+               AS location_at_start,
+           prev.id AS prev_block_id, prev.kind AS prev_kind
     FROM upcoming u
     CROSS JOIN p
     JOIN vehicle_status_realtime s ON s.vehicle_id = u.vehicle_id
     LEFT JOIN LATERAL (
-        SELECT upper(b.period) AS ends, b.end_location_id
+        SELECT b.id, b.kind, upper(b.period) AS ends, b.end_location_id
         FROM blocks b
         WHERE b.vehicle_id = u.vehicle_id AND b.id <> u.block_id
           AND b.state IN ('active', 'completed')
@@ -35,6 +36,7 @@ SELECT pl.block_id, pl.vehicle_id, v.plate, v.category_id, pl.block_kind, pl.sta
        pl.start_location_id, pl.end_location_id, l.code AS location_code, l.time_zone,
        pl.customer_id, cu.name AS customer_name, cu.phone AS customer_phone,
        pl.current_status, pl.expected_available_at, pl.cause_block_id,
+       pl.prev_block_id, pl.prev_kind,
        pl.location_at_start, la.code AS location_at_start_code,
        CASE
            WHEN pl.current_status = 'out_of_service' THEN 'out_of_service'

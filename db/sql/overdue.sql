@@ -3,7 +3,7 @@
 WITH p AS (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now)
 SELECT b.id AS block_id, b.vehicle_id, v.plate, v.make, v.model, c.code AS category_code,
        b.customer_id, cu.name AS customer_name, cu.phone AS customer_phone,
-       cu.email AS customer_email, l.code AS location_code, l.time_zone,
+       cu.email AS customer_email, l.id AS location_id, l.code AS location_code, l.time_zone,
        upper(b.period) AS expected_return, p.now - upper(b.period) AS overdue_by,
        c.hourly_rate, c.daily_rate, c.grace_period AS grace,
        nxt.id AS next_block_id, nxt.starts AS next_block_start
