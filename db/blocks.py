@@ -374,6 +374,16 @@ def end_block(
     return ended
 
 
+def mark_started(conn: Connection, *, block_id: int, at: datetime | None = None) -> datetime:
+    """Record when a block actually began (pickup, departure, start of work); return it."""
+    at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    conn.execute(
+        text("UPDATE blocks SET started_at = :at, updated_at = clock_timestamp() WHERE id = :id"),
+        {"at": at, "id": block_id},
+    )
+    return at
+
+
 def location_at(conn: Connection, *, vehicle_id: int, at: datetime) -> int | None:
     """Return where the vehicle will be at `at`: where its last block ending by then ends.
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from db.blocks import Block, end_block, get_block, insert_block, location_at
+from db.blocks import Block, end_block, get_block, insert_block, location_at, mark_started
 from db.errors import InvalidInput, NotAvailable
 from db.status import change_status, get_status
 
@@ -44,11 +44,7 @@ def start_maintenance(
 ) -> Block:
     """Record that service work began: the vehicle goes to maintenance until the block's end."""
     block = _open_maintenance(conn, block_id)
-    at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-    conn.execute(
-        text("UPDATE blocks SET started_at = :at, updated_at = clock_timestamp() WHERE id = :id"),
-        {"at": at, "id": block_id},
-    )
+    mark_started(conn, block_id=block_id, at=at)
     change_status(
         conn,
         vehicle_id=block.vehicle_id,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 from sqlalchemy import Connection, text
 
-from db.blocks import Block, end_block, get_block, insert_block, location_at
+from db.blocks import Block, end_block, get_block, insert_block, location_at, mark_started
 from db.errors import InvalidInput, NotAvailable
 from db.fleet import Location, get_location
 from db.status import change_status
@@ -104,11 +104,7 @@ def dispatch(
     _require_transfer(block)
     if block.started_at is not None:
         raise InvalidInput(f"transfer #{block.id} already departed", field="block_id")
-    at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-    conn.execute(
-        text("UPDATE blocks SET started_at = :at, updated_at = clock_timestamp() WHERE id = :id"),
-        {"at": at, "id": block_id},
-    )
+    mark_started(conn, block_id=block_id, at=at)
     change_status(
         conn,
         vehicle_id=block.vehicle_id,
