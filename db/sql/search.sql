@@ -13,19 +13,20 @@
 WITH p AS (
     SELECT coalesce(CAST(:now AS timestamptz), now()) AS now
 ),
-candidates AS (
-    -- cars on this lot now, plus cars a move (one-way rental, transfer) brings here before
-    -- pickup; a car reaches a lot in no other way
+here AS (
+    -- cars on this lot now, with their live status straight from the index
     SELECT s.vehicle_id, s.category_id, s.current_status, s.expected_available_at,
            s.location_id
     FROM vehicle_status_realtime s
     WHERE s.location_id = :location_id
       AND s.category_id = ANY (CAST(:category_ids AS bigint[]))
-    UNION
-    SELECT s.vehicle_id, s.category_id, s.current_status, s.expected_available_at,
-           s.location_id
+),
+arriving AS (
+    -- cars a move (one-way rental, transfer) brings here before pickup; a car reaches a lot
+    -- in no other way. Most of them move on again before pickup, so their status is read
+    -- only after the probe below has kept them.
+    SELECT DISTINCT b.vehicle_id, b.category_id
     FROM blocks b
-    JOIN vehicle_status_realtime s ON s.vehicle_id = b.vehicle_id
     WHERE b.end_location_id = :location_id
       AND b.moves
       AND b.state IN ('active', 'completed')
@@ -33,9 +34,15 @@ candidates AS (
       -- the clock inline, not from p, so the planner can see how few rows this is
       AND upper(b.period) > coalesce(CAST(:now AS timestamptz), now())
       AND upper(b.period) <= :start
+      AND b.vehicle_id NOT IN (SELECT vehicle_id FROM here)
+),
+candidates AS (
+    SELECT vehicle_id, category_id, true AS here FROM here
+    UNION ALL
+    SELECT vehicle_id, category_id, false FROM arriving
 ),
 probed AS (
-    SELECT cand.vehicle_id, cand.current_status, last.busy_until, c.prep_buffer,
+    SELECT cand.vehicle_id, s.current_status, last.busy_until, c.prep_buffer,
            CASE WHEN last.ends > p.now AND last.start_location_id <> :location_id
                 THEN last.start_location_id END AS arrives_from
     FROM candidates cand
@@ -52,18 +59,21 @@ probed AS (
         ORDER BY lower(b.blocked) DESC
         LIMIT 1
     ) last ON true
-    WHERE cand.current_status <> 'out_of_service'
+    JOIN vehicle_status_realtime s ON s.vehicle_id = cand.vehicle_id
+    WHERE (last.busy_until IS NULL OR last.busy_until <= :start)
+      -- an arriving car's last block ends after now, so only a car already here can be
+      -- placed by its live status
+      AND CASE WHEN last.ends > p.now THEN last.end_location_id
+               WHEN cand.here THEN :location_id END = :location_id
+      AND s.current_status <> 'out_of_service'
       -- a car whose promised end passed (overdue rental, overrunning maintenance, late
       -- transfer) is not offered: nobody knows when it will be back
-      AND NOT (cand.current_status IN ('rented', 'maintenance', 'in_transit')
-               AND coalesce(cand.expected_available_at, '-infinity') < p.now)
+      AND NOT (s.current_status IN ('rented', 'maintenance', 'in_transit')
+               AND coalesce(s.expected_available_at, '-infinity') < p.now)
       -- nor before the time its live status promises it, block or no block
-      AND (cand.expected_available_at IS NULL
-           OR cand.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
-           OR cand.expected_available_at <= :start)
-      AND (last.busy_until IS NULL OR last.busy_until <= :start)
-      AND CASE WHEN last.ends > p.now THEN last.end_location_id
-               ELSE cand.location_id END = :location_id
+      AND (s.expected_available_at IS NULL
+           OR s.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
+           OR s.expected_available_at <= :start)
 ),
 free AS (
     SELECT v.id AS vehicle_id, v.plate, v.make, v.model, v.year, v.colour,
