@@ -18,8 +18,12 @@ here AS (
     SELECT s.vehicle_id, s.category_id, s.current_status, s.expected_available_at,
            s.location_id
     FROM vehicle_status_realtime s
+    CROSS JOIN p
     WHERE s.location_id = :location_id
       AND s.category_id = ANY (CAST(:category_ids AS bigint[]))
+      -- not if a move takes it elsewhere before pickup (if one brings it back, it arrives)
+      AND NOT EXISTS (SELECT 1 FROM unnest(s.move_ends) AS e(at)
+                      WHERE e.at > p.now AND e.at <= :start)
 ),
 arriving AS (
     -- cars a move (one-way rental, transfer) brings here before pickup; a car reaches a lot
@@ -34,6 +38,8 @@ arriving AS (
       -- the clock inline, not from p, so the planner can see how few rows this is
       AND upper(b.period) > coalesce(CAST(:now AS timestamptz), now())
       AND upper(b.period) <= :start
+      -- and only if it is still here at pickup, not moved on again
+      AND (b.moved_on_at IS NULL OR b.moved_on_at > :start)
       AND b.vehicle_id NOT IN (SELECT vehicle_id FROM here)
 ),
 candidates AS (

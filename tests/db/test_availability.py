@@ -245,3 +245,66 @@ def test_car_promised_elsewhere_by_its_status_cannot_be_booked_before_then(conn,
         ).kind
         == "hold"
     )
+
+
+def _at(conn, world, loc, start, end):
+    return _plates(
+        availability.search(
+            conn,
+            start=world.at(start),
+            end=world.at(end),
+            location_id=loc.id,
+            category_id=world.econ.id,
+        )
+    )
+
+
+def test_cancelled_move_no_longer_takes_the_car_away(conn, world):
+    v = add_vehicle(conn, world, "B MV 1")
+    trip = rentals.reserve(
+        conn,
+        vehicle_id=v.id,
+        start=world.at(2),
+        end=world.at(10),
+        pickup_location_id=world.ber.id,
+        return_location_id=world.muc.id,
+        customer_id=world.alice.id,
+        booked_by=world.agent.id,
+    )
+    assert _at(conn, world, world.ber, 20, 30) == []
+    assert _at(conn, world, world.muc, 20, 30) == ["B MV 1"]
+    rentals.cancel_reservation(conn, block_id=trip.id, cancelled_by=world.agent.id)
+    assert _at(conn, world, world.ber, 20, 30) == ["B MV 1"]
+    assert _at(conn, world, world.muc, 20, 30) == []
+
+
+def test_car_that_moves_on_is_found_where_its_last_move_ends(conn, world):
+    v = add_vehicle(conn, world, "B MV 2")
+    rentals.reserve(
+        conn,
+        vehicle_id=v.id,
+        start=world.at(2),
+        end=world.at(10),
+        pickup_location_id=world.ber.id,
+        return_location_id=world.muc.id,
+        customer_id=world.alice.id,
+        booked_by=world.agent.id,
+    )
+    back = transfers.schedule_transfer(
+        conn,
+        vehicle_id=v.id,
+        to_location_id=world.ber.id,
+        depart_at=world.at(12),
+        created_by=world.agent.id,
+    )
+    after_back = back.end.timestamp() - world.now.timestamp()
+    t = after_back / 3600 + 1
+    assert _at(conn, world, world.ber, t, t + 5) == ["B MV 2"]
+    assert _at(conn, world, world.muc, t, t + 5) == []
+    assert _at(conn, world, world.muc, 10.5, 11.5) == ["B MV 2"]  # between the two moves
+    assert _at(conn, world, world.ber, 10.5, 11.5) == []
+    blocks.end_block(
+        conn, block_id=back.id, state="cancelled", changed_by=world.agent.id, reason="not needed"
+    )
+    assert _at(conn, world, world.muc, t, t + 5) == ["B MV 2"]
+    assert _at(conn, world, world.ber, t, t + 5) == []

@@ -36,6 +36,7 @@ fleet_st = st.tuples(
     st.sampled_from([0, 1, None]),  # query category
     # Anchor the query at a block's end plus an offset, where buffers and handovers bite.
     st.one_of(st.none(), st.tuples(st.integers(0, 11), st.sampled_from([0, 0.25, 0.5, 1, 3, -1]))),
+    st.lists(st.integers(0, 11), max_size=3),  # blocks to cancel afterwards
 )
 
 
@@ -95,7 +96,8 @@ def reference(conn, world, vehicle_ids, start, end, location_id, category_id):
 )
 @given(fleet_st)
 def test_search_matches_brute_force(conn, world, case):
-    specs, block_specs, statuses, q_start, q_len, q_loc, q_cat, anchor = case
+    specs, block_specs, statuses, q_start, q_len, q_loc, q_cat, anchor, cancel = case
+    made = []
     if anchor is not None and anchor[0] < len(block_specs):
         _, _, b_start, b_len, _ = block_specs[anchor[0]]
         q_start = b_start + b_len + anchor[1]
@@ -120,17 +122,29 @@ def test_search_matches_brute_force(conn, world, case):
                 delta = -HOUR if kind == "expired_hold" else HOUR
                 expires = conn.execute(text("SELECT now() + :d"), {"d": delta}).scalar_one()
             with contextlib.suppress(BookingConflict):
-                blocks.insert_block(
+                made.append(
+                    blocks.insert_block(
+                        conn,
+                        vehicle_id=ids[vi],
+                        kind=real_kind,
+                        start=world.at(s),
+                        end=world.at(s + length),
+                        start_location_id=start_loc,
+                        end_location_id=end_loc,
+                        created_by=world.agent.id,
+                        customer_id=world.alice.id if real_kind == "reservation" else None,
+                        expires_at=expires,
+                    )
+                )
+        # Cancel some again: a cancelled move must stop deciding where the car is.
+        for i in sorted(set(cancel)):
+            if i < len(made) and made[i].kind != "hold":
+                blocks.end_block(
                     conn,
-                    vehicle_id=ids[vi],
-                    kind=real_kind,
-                    start=world.at(s),
-                    end=world.at(s + length),
-                    start_location_id=start_loc,
-                    end_location_id=end_loc,
-                    created_by=world.agent.id,
-                    customer_id=world.alice.id if real_kind == "reservation" else None,
-                    expires_at=expires,
+                    block_id=made[i].id,
+                    state="cancelled",
+                    changed_by=world.agent.id,
+                    reason="t",
                 )
         for vid, st_ in zip(ids, statuses, strict=False):
             if st_ == "rented_late":

@@ -128,6 +128,9 @@ CREATE TABLE blocks (
     end_location_id    bigint NOT NULL REFERENCES locations(id),
     -- a stored flag, so the planner's statistics know how few blocks move a car
     moves              boolean GENERATED ALWAYS AS (start_location_id <> end_location_id) STORED,
+    -- for moves: when this vehicle's next move ends, i.e. when it leaves where this one
+    -- brought it (kept by fleet_track_moves)
+    moved_on_at        timestamptz,
     customer_id        bigint REFERENCES customers(id),
     reference          text,
     expires_at         timestamptz,
@@ -158,7 +161,7 @@ CREATE INDEX blocks_vehicle_timeline ON blocks (vehicle_id, lower(blocked))
     WHERE state IN ('active', 'completed');
 -- Only moves (one-way rentals, transfers) bring a car to another lot.
 CREATE INDEX blocks_arrivals ON blocks (end_location_id, category_id, upper(period))
-    INCLUDE (vehicle_id)
+    INCLUDE (vehicle_id, moved_on_at)
     WHERE state IN ('active', 'completed') AND moves;
 CREATE TRIGGER blocks_category BEFORE INSERT OR UPDATE OF vehicle_id ON blocks
     FOR EACH ROW EXECUTE FUNCTION fleet_copy_vehicle_category();
@@ -178,6 +181,9 @@ CREATE TABLE vehicle_status_realtime (
     current_customer_id      bigint REFERENCES customers(id),
     block_id                 bigint REFERENCES blocks(id),
     expected_available_at    timestamptz,
+    -- ends of the vehicle's moves not yet past when last tracked, in order: the times it
+    -- changes lot (kept by fleet_track_moves)
+    move_ends                timestamptz[] NOT NULL DEFAULT '{}',
     version                  bigint NOT NULL DEFAULT 1,
     last_updated             timestamptz NOT NULL DEFAULT now(),
     updated_by               bigint REFERENCES users(id),
@@ -191,7 +197,7 @@ CREATE TABLE vehicle_status_realtime (
         current_status IN ('rented', 'in_transit') OR location_id IS NOT NULL)
 );
 CREATE INDEX status_location ON vehicle_status_realtime (location_id, category_id, vehicle_id)
-    INCLUDE (current_status, expected_available_at);
+    INCLUDE (current_status, expected_available_at, move_ends);
 CREATE TRIGGER status_category BEFORE INSERT OR UPDATE OF vehicle_id ON vehicle_status_realtime
     FOR EACH ROW EXECUTE FUNCTION fleet_copy_vehicle_category();
 
@@ -206,6 +212,67 @@ CREATE TRIGGER vehicles_category AFTER UPDATE OF category_id ON vehicles
     FOR EACH ROW WHEN (OLD.category_id IS DISTINCT FROM NEW.category_id)
     EXECUTE FUNCTION fleet_propagate_category();
 CREATE INDEX status_by_status ON vehicle_status_realtime (current_status);
+
+-- Where a car will be is decided by its moves (one-way rentals, transfers). Search must
+-- not probe every car that ever passes through a lot, so each move knows when the car
+-- moves on, and each status row knows when its car next changes lot. Statement-level
+-- triggers keep both, for single writes and for COPY of a whole fleet alike.
+CREATE FUNCTION fleet_track_moves(vehicle_ids bigint[]) RETURNS void
+LANGUAGE sql AS $$
+  UPDATE blocks b SET moved_on_at = x.next_end
+  FROM (SELECT id, lead(upper(period)) OVER (PARTITION BY vehicle_id ORDER BY upper(period))
+               AS next_end
+        FROM blocks
+        WHERE vehicle_id = ANY (vehicle_ids) AND moves AND state IN ('active', 'completed')) x
+  WHERE b.id = x.id AND b.moved_on_at IS DISTINCT FROM x.next_end;
+  UPDATE vehicle_status_realtime s SET move_ends = x.ends
+  FROM (SELECT v.id AS vehicle_id,
+               coalesce((SELECT array_agg(upper(b.period) ORDER BY upper(b.period))
+                         FROM blocks b
+                         WHERE b.vehicle_id = v.id AND b.moves
+                           AND b.state IN ('active', 'completed')
+                           AND upper(b.period) > now()), '{}') AS ends
+        FROM unnest(vehicle_ids) AS v(id)) x
+  WHERE s.vehicle_id = x.vehicle_id AND s.move_ends IS DISTINCT FROM x.ends;
+$$;
+
+CREATE FUNCTION fleet_track_moves_trigger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  ids bigint[];
+BEGIN
+  IF pg_trigger_depth() > 1 THEN
+    RETURN NULL;  -- our own moved_on_at update below; nothing more to track
+  END IF;
+  IF TG_TABLE_NAME = 'vehicle_status_realtime' THEN
+    SELECT array_agg(DISTINCT vehicle_id) INTO ids FROM changed_new;
+  ELSIF TG_OP = 'INSERT' THEN
+    SELECT array_agg(DISTINCT vehicle_id) INTO ids FROM changed_new WHERE moves;
+  ELSIF TG_OP = 'DELETE' THEN
+    SELECT array_agg(DISTINCT vehicle_id) INTO ids FROM changed_old WHERE moves;
+  ELSE
+    SELECT array_agg(DISTINCT vehicle_id) INTO ids FROM (
+      SELECT vehicle_id FROM changed_new WHERE moves
+      UNION SELECT vehicle_id FROM changed_old WHERE moves) x;
+  END IF;
+  IF ids IS NOT NULL THEN
+    PERFORM fleet_track_moves(ids);
+  END IF;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER blocks_moves_insert AFTER INSERT ON blocks
+    REFERENCING NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION fleet_track_moves_trigger();
+CREATE TRIGGER blocks_moves_update AFTER UPDATE ON blocks
+    REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION fleet_track_moves_trigger();
+CREATE TRIGGER blocks_moves_delete AFTER DELETE ON blocks
+    REFERENCING OLD TABLE AS changed_old
+    FOR EACH STATEMENT EXECUTE FUNCTION fleet_track_moves_trigger();
+CREATE TRIGGER status_moves_insert AFTER INSERT ON vehicle_status_realtime
+    REFERENCING NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION fleet_track_moves_trigger();
 
 CREATE TABLE vehicle_status_log (
     id               bigserial PRIMARY KEY,
@@ -315,6 +382,8 @@ DROP TABLE IF EXISTS customers;
 DROP TABLE IF EXISTS users;
 DROP TABLE IF EXISTS vehicle_categories;
 DROP TABLE IF EXISTS locations;
+DROP FUNCTION IF EXISTS fleet_track_moves_trigger();
+DROP FUNCTION IF EXISTS fleet_track_moves(bigint[]);
 DROP FUNCTION IF EXISTS fleet_propagate_category();
 DROP FUNCTION IF EXISTS fleet_copy_vehicle_category();
 DROP FUNCTION IF EXISTS fleet_is_time_zone(text);
