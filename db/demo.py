@@ -1,0 +1,986 @@
+"""Demo data: a deterministic, realistic fleet with history, live rentals and seeded conflicts."""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, text
+
+from db.errors import InvalidInput
+from db.events import to_json
+from db.fleet import PLATE_RE, Location, system_user_id
+from db.timeutil import require_aware
+from db.transfers import distance_km, transfer_duration
+
+Progress = Callable[[str, int, int], None]
+
+
+class DemoSummary(BaseModel):
+    """What load_demo wrote."""
+
+    locations: int
+    categories: int
+    users: int
+    customers: int
+    vehicles: int
+    blocks: int
+    overdue: int
+    in_transit: int
+    conflicts_seeded: int
+
+
+# --- reference data ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _City:
+    code: str
+    city: str
+    tz: str
+    country: str
+    plate: str  # L = letter, D = digit, anything else literal
+    airport: tuple[str, str, float, float]
+    downtown: tuple[str, str, float, float]
+
+
+# Airports first, then downtown branches: a small demo gets one lot per city, nearby cities
+# first so one-way rentals and transfers have somewhere to go.
+CITIES = (
+    _City("BER", "Berlin", "Europe/Berlin", "DE", "B LL DDDD",
+          ("Berlin Brandenburg Airport", "Melli-Beese-Ring 1, 12529 Schönefeld", 52.3667, 13.5033),
+          ("Berlin Hauptbahnhof", "Europaplatz 1, 10557 Berlin", 52.5251, 13.3694)),
+    _City("MUC", "Munich", "Europe/Berlin", "DE", "M LL DDDD",
+          ("Munich Airport", "Nordallee 25, 85356 München-Flughafen", 48.3538, 11.7861),
+          ("München Hauptbahnhof", "Bayerstraße 10a, 80335 München", 48.1402, 11.5600)),
+    _City("HAM", "Hamburg", "Europe/Berlin", "DE", "HH LL DDDD",
+          ("Hamburg Airport", "Flughafenstraße 1-3, 22335 Hamburg", 53.6304, 9.9882),
+          ("Hamburg Hauptbahnhof", "Hachmannplatz 16, 20099 Hamburg", 53.5530, 10.0069)),
+    _City("VIE", "Vienna", "Europe/Vienna", "AT", "W DDDDD L",
+          ("Vienna International Airport", "Wien-Flughafen, 1300 Schwechat", 48.1103, 16.5697),
+          ("Wien Hauptbahnhof", "Am Hauptbahnhof 1, 1100 Wien", 48.1852, 16.3760)),
+    _City("ZRH", "Zurich", "Europe/Zurich", "CH", "ZH DDDDDD",
+          ("Zurich Airport", "Flughafenstrasse, 8058 Zürich", 47.4582, 8.5555),
+          ("Zürich Hauptbahnhof", "Bahnhofplatz 15, 8001 Zürich", 47.3779, 8.5403)),
+    _City("PAR", "Paris", "Europe/Paris", "FR", "LL-DDD-LL",
+          ("Paris Charles de Gaulle Airport", "95700 Roissy-en-France", 49.0097, 2.5479),
+          ("Paris Gare de Lyon", "Place Louis-Armand, 75012 Paris", 48.8443, 2.3744)),
+    _City("AMS", "Amsterdam", "Europe/Amsterdam", "NL", "LL-DDD-L",
+          ("Amsterdam Schiphol Airport", "Evert van de Beekstraat 202, 1118 CP Schiphol",
+           52.3105, 4.7683),
+          ("Amsterdam Centraal", "Stationsplein, 1012 AB Amsterdam", 52.3791, 4.9003)),
+    _City("NYC", "New York", "America/New_York", "US", "LLL-DDDD",
+          ("New York JFK Airport", "JFK Access Rd, Jamaica, NY 11430", 40.6413, -73.7781),
+          ("Manhattan Midtown", "W 40th St, New York, NY 10018", 40.7549, -73.9840)),
+    _City("CHI", "Chicago", "America/Chicago", "US", "LL DDDDD",
+          ("Chicago O'Hare Airport", "10000 W O'Hare Ave, Chicago, IL 60666", 41.9742, -87.9073),
+          ("Chicago Loop", "233 S Wacker Dr, Chicago, IL 60606", 41.8827, -87.6233)),
+    _City("DEN", "Denver", "America/Denver", "US", "LLL-LDD",
+          ("Denver International Airport", "8500 Peña Blvd, Denver, CO 80249", 39.8561, -104.6737),
+          ("Denver Union Station", "1701 Wynkoop St, Denver, CO 80202", 39.7527, -105.0002)),
+    _City("FRA", "Frankfurt", "Europe/Berlin", "DE", "F LL DDDD",
+          ("Frankfurt Airport", "Hugo-Eckener-Ring, 60549 Frankfurt am Main", 50.0379, 8.5622),
+          ("Frankfurt Hauptbahnhof", "Am Hauptbahnhof, 60329 Frankfurt am Main", 50.1071, 8.6638)),
+    _City("LON", "London", "Europe/London", "GB", "LLDD LLL",
+          ("London Heathrow Airport", "Hounslow TW6 1QG", 51.4700, -0.4543),
+          ("London King's Cross", "Euston Rd, London N1C 4QP", 51.5308, -0.1238)),
+    _City("MAD", "Madrid", "Europe/Madrid", "ES", "DDDD LLL",
+          ("Madrid-Barajas Airport", "Av. de la Hispanidad, 28042 Madrid", 40.4983, -3.5676),
+          ("Madrid Atocha", "Pl. del Emperador Carlos V, 28045 Madrid", 40.4066, -3.6892)),
+    _City("ROM", "Rome", "Europe/Rome", "IT", "LL DDDLL",
+          ("Rome Fiumicino Airport", "Via dell'Aeroporto di Fiumicino, 00054 Fiumicino",
+           41.8003, 12.2389),
+          ("Roma Termini", "Piazza dei Cinquecento, 00185 Roma", 41.9010, 12.5018)),
+    _City("LAX", "Los Angeles", "America/Los_Angeles", "US", "DLLLDDD",
+          ("Los Angeles International Airport", "1 World Way, Los Angeles, CA 90045",
+           33.9416, -118.4085),
+          ("Downtown Los Angeles", "800 N Alameda St, Los Angeles, CA 90012", 34.0522, -118.2437)),
+    _City("PHX", "Phoenix", "America/Phoenix", "US", "LLL DDDD",
+          ("Phoenix Sky Harbor Airport", "3400 E Sky Harbor Blvd, Phoenix, AZ 85034",
+           33.4342, -112.0116),
+          ("Downtown Phoenix", "401 W Washington St, Phoenix, AZ 85003", 33.4484, -112.0740)),
+    _City("YTO", "Toronto", "America/Toronto", "CA", "LLLL DDD",
+          ("Toronto Pearson Airport", "6301 Silver Dart Dr, Mississauga, ON L5P 1B2",
+           43.6777, -79.6248),
+          ("Toronto Union Station", "65 Front St W, Toronto, ON M5J 1E6", 43.6453, -79.3806)),
+    _City("SYD", "Sydney", "Australia/Sydney", "AU", "LLDDLL",
+          ("Sydney Airport", "Mascot NSW 2020", -33.9399, 151.1753),
+          ("Sydney Central", "Eddy Ave, Haymarket NSW 2000", -33.8832, 151.2070)),
+)  # fmt: skip
+
+# One-way rentals and transfers only between lots a driver can reach in a day.
+PARTNER_KM = 800.0
+
+PHONES = {
+    "DE": "+49 15D DDDDDDD", "AT": "+43 66D DDDDDDD", "CH": "+41 7D DDD DD DD",
+    "FR": "+33 6 DD DD DD DD", "NL": "+31 6 DDDDDDDD", "US": "+1 DDD-555-DDDD",
+    "CA": "+1 DDD-555-DDDD", "GB": "+44 7DDD DDDDDD", "ES": "+34 6DD DDD DDD",
+    "IT": "+39 3DD DDD DDDD", "AU": "+61 4DD DDD DDD",
+}  # fmt: skip
+LICENCES = {
+    "DE": "LDDDLLLDLDD", "AT": "DDDDDDDD", "CH": "LLL DDDDDD", "FR": "DDLLDDDDDDDD",
+    "NL": "DDDDDDDDDD", "US": "LDDD-DDDD-DDDD", "CA": "LDDDD-DDDDD-DDDDD", "GB": "LLLLLDDDDDDLLDLL",
+    "ES": "DDDDDDDDL", "IT": "LLDDDDDDDL", "AU": "DDDDDDDDD",
+}  # fmt: skip
+
+FIRST_NAMES = (
+    "Anna", "Lukas", "Sophie", "Jonas", "Marie", "Felix", "Lena", "Paul", "Emma", "Leon", "Mia",
+    "Noah", "Hannah", "Elias", "Laura", "Maximilian", "Julia", "Finn", "Sarah", "Jürgen", "Zoë",
+    "François", "Chloé", "Lucas", "Camille", "Hugo", "Léa", "Daan", "Sanne", "Bram", "Femke",
+    "James", "Olivia", "Michael", "Emily", "David", "Jessica", "Daniel", "Ashley", "Carlos",
+    "María", "José", "Lucía", "Giulia", "Marco", "Francesca", "Luca", "Aisha", "Omar", "Mehmet",
+    "Elif", "Wei", "Mei", "Hiroshi", "Yuki", "Priya", "Arjun", "Olga", "Dmitri", "Zofia",
+    "Tomasz", "Ingrid", "Lars", "Siobhan", "Liam", "Chloe", "Jack", "Isla", "Ethan", "Grace",
+)  # fmt: skip
+LAST_NAMES = (
+    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
+    "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Gruber", "Huber",
+    "Steiner", "Moser", "Keller", "Meier", "Brunner", "Martin", "Bernard", "Dubois", "Lefèvre",
+    "Moreau", "de Jong", "Jansen", "de Vries", "van Dijk", "Bakker", "Smith", "Johnson",
+    "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Wilson",
+    "Anderson", "Taylor", "Thomas", "Moore", "Jackson", "García", "Fernández", "López", "Rossi",
+    "Russo", "Ferrari", "Esposito", "Bianchi", "Yılmaz", "Kaya", "Nowak", "Kowalski", "Novák",
+    "Chen", "Wang", "Tanaka", "Sato", "Patel", "Singh", "Kim", "Nguyen", "Ivanova", "Andersen",
+    "Nielsen", "O'Brien", "Murphy", "Kelly", "Walsh",
+)  # fmt: skip
+EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
+
+FEATURES = (
+    "automatic", "gps", "child_seat", "bluetooth", "awd", "electric", "hybrid", "roof_rack",
+    "seven_seats", "heated_seats", "apple_carplay",
+)  # fmt: skip
+
+# World manufacturer identifiers: the first three characters of a real VIN.
+WMI = {
+    "Volkswagen": "WVW", "BMW": "WBA", "Mercedes-Benz": "W1K", "Audi": "WAU", "Toyota": "JTD",
+    "Ford": "WF0", "Tesla": "5YJ", "Hyundai": "KMH", "Kia": "KNA", "Renault": "VF1",
+    "Peugeot": "VF3", "Fiat": "ZFA", "Opel": "W0L", "Skoda": "TMB", "Volvo": "YV1",
+    "Nissan": "SJN", "Mazda": "JMZ", "Porsche": "WP0", "Land Rover": "SAL", "Polestar": "LPS",
+    "Honda": "SHH", "Jeep": "1C4", "Seat": "VSS",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _CategorySpec:
+    code: str
+    name: str
+    prep_minutes: int
+    hourly: str
+    daily: str
+    grace_minutes: int
+    seats: int
+    share: int  # percent of the fleet
+    models: tuple[tuple[str, str], ...]
+    features: dict[str, float]  # feature -> probability
+
+
+CATEGORIES = (
+    _CategorySpec("ECON", "Economy", 30, "9.90", "39.00", 29, 5, 20,
+                  (("Volkswagen", "Polo"), ("Toyota", "Yaris"), ("Renault", "Clio"),
+                   ("Opel", "Corsa"), ("Peugeot", "208"), ("Fiat", "500"), ("Seat", "Ibiza")),
+                  {"automatic": 0.3, "bluetooth": 0.85, "apple_carplay": 0.5, "gps": 0.2,
+                   "child_seat": 0.1, "heated_seats": 0.15}),
+    _CategorySpec("COMP", "Compact", 30, "11.90", "49.00", 29, 5, 22,
+                  (("Volkswagen", "Golf"), ("Ford", "Focus"), ("Toyota", "Corolla"),
+                   ("Opel", "Astra"), ("Skoda", "Octavia"), ("Honda", "Civic"), ("Mazda", "3")),
+                  {"automatic": 0.5, "bluetooth": 0.95, "apple_carplay": 0.65, "gps": 0.4,
+                   "child_seat": 0.15, "hybrid": 0.15, "heated_seats": 0.3}),
+    _CategorySpec("MID", "Intermediate", 45, "14.90", "62.00", 30, 5, 15,
+                  (("Volkswagen", "Passat"), ("Skoda", "Superb"), ("Toyota", "Camry"),
+                   ("Mazda", "6"), ("Opel", "Insignia"), ("Peugeot", "508")),
+                  {"automatic": 0.8, "bluetooth": 1.0, "apple_carplay": 0.75, "gps": 0.6,
+                   "child_seat": 0.15, "hybrid": 0.25, "heated_seats": 0.5}),
+    _CategorySpec("EV", "Electric", 60, "15.90", "69.00", 45, 5, 8,
+                  (("Tesla", "Model 3"), ("Tesla", "Model Y"), ("Volkswagen", "ID.3"),
+                   ("Volkswagen", "ID.4"), ("Hyundai", "Ioniq 5"), ("Kia", "EV6"),
+                   ("Polestar", "2"), ("Renault", "Megane E-Tech")),
+                  {"electric": 1.0, "automatic": 1.0, "bluetooth": 1.0, "gps": 1.0,
+                   "apple_carplay": 0.8, "heated_seats": 0.6, "child_seat": 0.1}),
+    _CategorySpec("SUV", "SUV", 45, "17.90", "79.00", 30, 5, 15,
+                  (("Volkswagen", "Tiguan"), ("Toyota", "RAV4"), ("Ford", "Kuga"),
+                   ("Nissan", "Qashqai"), ("Hyundai", "Tucson"), ("Kia", "Sportage"),
+                   ("Jeep", "Compass"), ("Skoda", "Kodiaq"), ("Mazda", "CX-5")),
+                  {"automatic": 0.8, "bluetooth": 1.0, "awd": 0.5, "roof_rack": 0.25, "gps": 0.6,
+                   "apple_carplay": 0.7, "child_seat": 0.25, "heated_seats": 0.5, "hybrid": 0.2,
+                   "seven_seats": 0.2}),
+    _CategorySpec("PREM", "Premium", 60, "24.90", "109.00", 45, 5, 10,
+                  (("BMW", "3 Series"), ("Mercedes-Benz", "C-Class"), ("Audi", "A4"),
+                   ("Volvo", "S60"), ("BMW", "5 Series"), ("Mercedes-Benz", "E-Class"),
+                   ("Audi", "A6")),
+                  {"automatic": 1.0, "bluetooth": 1.0, "gps": 1.0, "heated_seats": 1.0,
+                   "apple_carplay": 0.85, "awd": 0.35, "hybrid": 0.15, "child_seat": 0.1}),
+    _CategorySpec("VAN", "Passenger van", 60, "22.90", "99.00", 30, 9, 6,
+                  (("Volkswagen", "Transporter"), ("Mercedes-Benz", "Vito"),
+                   ("Ford", "Transit Custom"), ("Renault", "Trafic"), ("Opel", "Vivaro")),
+                  {"seven_seats": 1.0, "bluetooth": 0.9, "gps": 0.5, "roof_rack": 0.3,
+                   "automatic": 0.5, "child_seat": 0.3, "apple_carplay": 0.5}),
+    _CategorySpec("LUX", "Luxury", 90, "44.90", "219.00", 59, 5, 4,
+                  (("BMW", "7 Series"), ("Mercedes-Benz", "S-Class"), ("Audi", "A8"),
+                   ("Porsche", "Panamera"), ("Land Rover", "Range Rover"),
+                   ("Porsche", "Cayenne")),
+                  {"automatic": 1.0, "bluetooth": 1.0, "gps": 1.0, "heated_seats": 1.0,
+                   "apple_carplay": 1.0, "awd": 0.6, "hybrid": 0.2}),
+)  # fmt: skip
+
+COLOURS = (
+    ("White", 24), ("Black", 20), ("Grey", 18), ("Silver", 12), ("Blue", 10), ("Red", 8),
+    ("Green", 2), ("Brown", 2), ("Beige", 2), ("Orange", 1), ("Yellow", 1),
+)  # fmt: skip
+# Rental lengths in days (0 = a few hours), weighted like a real booking mix.
+RENTAL_DAYS = (0,) * 5 + (1,) * 17 + (2,) * 19 + (3,) * 17 + (4,) * 12 + (5,) * 10 + (7,) * 10 \
+    + (10,) * 5 + (14,) * 3 + (21,) * 1 + (28,) * 1  # fmt: skip
+RETURN_SHIFT = (-180, -120, -60, 0, 0, 0, 60, 120, 180)
+MAINTENANCE_MINUTES = (120, 180, 240, 360, 480, 480, 1440, 2880, 4320)
+MAINTENANCE_NOTES = (
+    "oil service", "annual inspection", "tyre change", "brake pads", "windscreen chip repair",
+    "recall campaign", "air-conditioning service", "bodywork: scratch on rear bumper",
+    "battery check", "interior deep clean",
+)  # fmt: skip
+LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # no I, O, Q: read as digits on dirty plates
+VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+_VIN_VALUE = {c: i for i, c in enumerate("0123456789", 0)} | dict(
+    zip("ABCDEFGHJKLMNPRSTUVWXYZ", (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7,
+                                    8, 9), strict=True)
+)  # fmt: skip
+_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+_VIN_YEARS = "ABCDEFGHJKLMNPRSTVWXY123456789"  # 2010, 2011, ... (no I, O, Q, U, Z, 0)
+
+# What each vehicle is doing at `now`.
+IDLE, CLEANING, RENTED, OVERDUE, MAINTENANCE, IN_TRANSIT = range(6)
+DAY = 1440  # minutes
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NULL = "\\N"  # COPY text format
+_BLOCK_COLUMNS = (
+    "id, vehicle_id, category_id, kind, state, period, blocked, scheduled_end, start_location_id,"
+    " end_location_id, customer_id, reference, started_at, finished_at, created_by, created_at,"
+    " updated_at, notes"
+)
+_REFERENCE = {"rental": "RNT", "reservation": "RNT", "maintenance": "WO", "transfer": "TR"}
+_TABLES = (
+    "locations", "vehicle_categories", "users", "customers", "vehicles", "blocks",
+    "vehicle_status_realtime", "vehicle_status_log",
+)  # fmt: skip
+
+
+def fill(template: str, rng: random.Random) -> str:
+    """Return the template with each L replaced by a letter and each D by a digit."""
+    return "".join(
+        rng.choice(LETTERS) if c == "L" else str(rng.randrange(10)) if c == "D" else c
+        for c in template
+    )
+
+
+def vin_check_digit(vin: str) -> str:
+    """Return the ISO 3779 check digit (position 9) for a 17-character VIN."""
+    total = sum(_VIN_VALUE[c] * w for c, w in zip(vin, _VIN_WEIGHTS, strict=True))
+    return "X" if total % 11 == 10 else str(total % 11)
+
+
+def _ascii(name: str) -> str:
+    folded = unicodedata.normalize("NFKD", name.replace("ı", "i"))
+    return "".join(c for c in folded.lower() if c.isascii() and (c.isalnum() or c in "._-"))
+
+
+# --- the loader -------------------------------------------------------------------------------
+
+
+def load_demo(
+    conn: Connection,
+    *,
+    vehicles: int,
+    locations: int,
+    seed: int,
+    now: datetime | None = None,
+    blocks_per_vehicle: int | None = None,
+    progress: Progress | None = None,
+) -> DemoSummary:
+    """Fill an empty fleet with deterministic demo data, bulk-loaded with COPY; never commits.
+
+    The same seed gives the same fleet; times are laid out relative to `now` (default: the
+    database's now, to the hour). Blocks default to about 8 per vehicle over the past 60 and
+    next 30 days; more blocks spread over up to a year.
+    """
+    if vehicles < 1 or locations < 1:
+        raise InvalidInput("need at least one vehicle and one location", field="vehicles")
+    if blocks_per_vehicle is not None and blocks_per_vehicle < 0:
+        raise InvalidInput("blocks_per_vehicle cannot be negative", field="blocks_per_vehicle")
+    if conn.execute(text("SELECT EXISTS (SELECT 1 FROM vehicles)")).scalar_one():
+        raise InvalidInput(
+            "database already has vehicles", hint="use --if-empty or a fresh database"
+        )
+    if now is None:
+        now = conn.execute(text("SELECT date_trunc('hour', now(), 'UTC')")).scalar_one()
+    require_aware(now, "now")
+    return _Loader(
+        conn,
+        rng=random.Random(seed),
+        seed=seed,
+        now=now,
+        n_vehicles=vehicles,
+        n_locations=locations,
+        blocks_per_vehicle=8 if blocks_per_vehicle is None else blocks_per_vehicle,
+        progress=progress or (lambda stage, done, total: None),
+    ).run()
+
+
+class _Loader:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        rng: random.Random,
+        seed: int,
+        now: datetime,
+        n_vehicles: int,
+        n_locations: int,
+        blocks_per_vehicle: int,
+        progress: Progress,
+    ) -> None:
+        self.conn = conn
+        self.rng = rng
+        self.seed = seed
+        self.now_dt = now
+        self.now = int((now - EPOCH).total_seconds() // 60)
+        self.n_vehicles = n_vehicles
+        self.n_locations = n_locations
+        self.bpv = blocks_per_vehicle
+        self.progress = progress
+        self.raw = conn.connection.dbapi_connection
+        self._ts: dict[int, str] = {}
+        self.counts = dict.fromkeys(("blocks", "overdue", "in_transit", "conflicts"), 0)
+        # About 8 blocks over 90 days; more blocks stretch the window to at most a year.
+        span_days = 90 if self.bpv <= 8 else min(365, round(self.bpv * 90 / 8))
+        past_days = span_days * 2 // 3
+        self.win_start = self.now - past_days * DAY
+        self.win_end = self.now + (span_days - past_days) * DAY
+        mean_rental = sum(d * DAY if d else 360 for d in RENTAL_DAYS) / len(RENTAL_DAYS)
+        mean_maintenance = sum(MAINTENANCE_MINUTES) / len(MAINTENANCE_MINUTES)
+        occupied = 0.84 * (mean_rental + 50) + 0.08 * mean_maintenance + 0.08 * 400
+        cycle = span_days * DAY / max(self.bpv, 1)
+        # Waiting for opening hours costs about half a day per block on top of the idle gap.
+        self.gap = cycle - occupied - 600
+        self.scale = 1.0  # shrinks rentals when many blocks must fit the window
+        if self.gap < 240:
+            self.scale = max(0.1, (cycle - 840) / occupied)
+            self.gap = 240
+
+    # -- plumbing --
+
+    def ts(self, minute: int) -> str:
+        """Return the COPY text for a time given in minutes since the epoch (cached)."""
+        s = self._ts.get(minute)
+        if s is None:
+            s = (EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M:00+00")
+            self._ts[minute] = s
+        return s
+
+    def next_ids(self, table: str) -> int:
+        """Return the last id in use for table: explicit ids follow it (setval comes later)."""
+        return self.conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) - 1"), {"t": table}
+        ).scalar_one()
+
+    def copy_rows(self, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        """COPY rows into table; table and columns come from this module, never from input."""
+        with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+
+    def set_sequence(self, table: str, last_id: int) -> None:
+        self.conn.execute(
+            text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :v, false)"),
+            {"t": table, "v": last_id + 1},
+        )
+
+    # -- reference data --
+
+    def run(self) -> DemoSummary:
+        system_id = system_user_id(self.conn)
+        self.load_locations()
+        self.load_categories()
+        n_users = self.load_users() + 1
+        self.load_customers()
+        self.load_vehicles()
+        self.load_timelines(system_id)
+        summary = DemoSummary(
+            locations=len(self.locs),
+            categories=len(self.cats),
+            users=n_users,
+            customers=self.n_customers,
+            vehicles=self.n_vehicles,
+            blocks=self.counts["blocks"],
+            overdue=self.counts["overdue"],
+            in_transit=self.counts["in_transit"],
+            conflicts_seeded=self.counts["conflicts"],
+        )
+        self.conn.execute(
+            text(
+                "INSERT INTO availability_events (kind, actor_id, payload)"
+                " VALUES ('demo_loaded', :by, CAST(:payload AS jsonb))"
+            ),
+            {
+                "by": system_id,
+                "payload": to_json({**summary.model_dump(), "seed": self.seed, "now": self.now_dt}),
+            },
+        )
+        self.progress("analyze", 0, 1)
+        # The planner must see the new rows before anyone searches them.
+        self.conn.execute(text("ANALYZE " + ", ".join(_TABLES)))
+        self.progress("analyze", 1, 1)
+        return summary
+
+    def load_locations(self) -> None:
+        taken = set(self.conn.execute(text("SELECT code FROM locations")).scalars())
+        base = self.next_ids("locations")
+        self.locs: list[Location] = []
+        self.cities: list[_City] = []  # the city of each location, by index
+        round_ = 1
+        while len(self.locs) < self.n_locations:
+            for city in CITIES:
+                if len(self.locs) == self.n_locations:
+                    break
+                code = f"{city.code}{round_}"
+                if code in taken:
+                    continue
+                if round_ == 1:
+                    name, address, lat, lon = city.airport
+                elif round_ == 2:
+                    name, address, lat, lon = city.downtown
+                else:  # suburban branches around downtown, spread on a small circle
+                    _, _, lat, lon = city.downtown
+                    name = address = f"{city.city} Branch {round_}"
+                    lat += 0.05 * ((round_ * 7) % 11 - 5) / 5
+                    lon += 0.07 * ((round_ * 5) % 13 - 6) / 6
+                self.locs.append(
+                    Location(id=base + len(self.locs) + 1, code=code, name=name,
+                             address=address, latitude=round(lat, 4),
+                             longitude=round(lon, 4), time_zone=city.tz)
+                )  # fmt: skip
+                self.cities.append(city)
+            round_ += 1
+        self.copy_rows(
+            "locations",
+            "id, code, name, address, latitude, longitude, time_zone",
+            [(x.id, x.code, x.name, x.address, x.latitude, x.longitude, x.time_zone)
+             for x in self.locs],
+        )  # fmt: skip
+        self.set_sequence("locations", self.locs[-1].id)
+        n = len(self.locs)
+        self.offsets = [
+            int(self.now_dt.astimezone(ZoneInfo(x.time_zone)).utcoffset().total_seconds()) // 60
+            for x in self.locs
+        ]
+        self.partners: list[list[int]] = [[] for _ in range(n)]
+        self.travel: dict[tuple[int, int], int] = {}
+        for i in range(n):
+            for j in range(n):
+                km = distance_km(self.locs[i], self.locs[j]) if i != j else None
+                if km is not None and km <= PARTNER_KM:
+                    self.partners[i].append(j)
+                    minutes = transfer_duration(self.locs[i], self.locs[j]).total_seconds() // 60
+                    self.travel[i, j] = int(minutes)
+        self.progress("locations", n, n)
+
+    def load_categories(self) -> None:
+        taken = set(self.conn.execute(text("SELECT code FROM vehicle_categories")).scalars())
+        rank0 = self.conn.execute(
+            text("SELECT coalesce(max(upgrade_rank), 0) FROM vehicle_categories")
+        ).scalar_one()
+        base = self.next_ids("vehicle_categories")
+        self.cats: list[tuple[int, _CategorySpec]] = []
+        rows = []
+        for spec in CATEGORIES:
+            code = spec.code
+            while code in taken:  # keep existing categories; the demo adds its own
+                code += "2"
+            cid = base + len(self.cats) + 1
+            self.cats.append((cid, spec))
+            rows.append((
+                cid, code, spec.name, timedelta(minutes=spec.prep_minutes), Decimal(spec.hourly),
+                Decimal(spec.daily), timedelta(minutes=spec.grace_minutes),
+                rank0 + 10 * len(self.cats), spec.seats,
+            ))  # fmt: skip
+        self.copy_rows(
+            "vehicle_categories",
+            "id, code, name, prep_buffer, hourly_rate, daily_rate, grace_period, upgrade_rank,"
+            " seats",
+            rows,
+        )
+        self.set_sequence("vehicle_categories", self.cats[-1][0])
+        self.progress("categories", len(rows), len(rows))
+
+    def person(self) -> tuple[str, str]:
+        return self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
+
+    def load_users(self) -> int:
+        taken = set(self.conn.execute(text("SELECT username FROM users")).scalars())
+        base = self.next_ids("users")
+        rows = []
+        # Per location: the manager first, then its agents (who create the bookings).
+        self.staff: list[list[int]] = []
+        for loc in self.locs:
+            ids = []
+            for role in ("manager", "agent", "agent"):
+                first, last = self.person()
+                stem = f"{_ascii(first)}.{_ascii(last)}"[:34]
+                username, n = stem, 1
+                while username in taken:
+                    n += 1
+                    username = f"{stem}{n}"
+                taken.add(username)
+                uid = base + len(rows) + 1
+                rows.append((uid, username, f"{first} {last}", role, loc.id))
+                ids.append(uid)
+            self.staff.append(ids)
+        self.copy_rows("users", "id, username, full_name, role, home_location_id", rows)
+        self.set_sequence("users", rows[-1][0])
+        self.progress("users", len(rows), len(rows))
+        return len(rows)
+
+    def load_customers(self) -> None:
+        rng = self.rng
+        self.n_customers = max(50, self.n_vehicles // 2)
+        self.customer_base = self.next_ids("customers")
+        countries = sorted({c.country for c in self.cities})
+        rows = []
+        for i in range(self.n_customers):
+            first, last = self.person()
+            country = rng.choice(countries)
+            email = (
+                f"{_ascii(first)}.{_ascii(last)}{rng.randrange(100)}@{rng.choice(EMAIL_DOMAINS)}"
+            )
+            rows.append((
+                self.customer_base + i + 1, f"{first} {last}", fill(PHONES[country], rng),
+                email if rng.random() < 0.95 else None, fill(LICENCES[country], rng),
+            ))  # fmt: skip
+        self.copy_rows("customers", "id, name, phone, email, licence_number", rows)
+        self.set_sequence("customers", self.customer_base + self.n_customers)
+        self.progress("customers", self.n_customers, self.n_customers)
+
+    def load_vehicles(self) -> None:
+        rng = self.rng
+        base = self.next_ids("vehicles")
+        year_now = self.now_dt.year
+        cat_pick = [i for i, (_, spec) in enumerate(self.cats) for _ in range(spec.share)]
+        colours = [name for name, weight in COLOURS for _ in range(weight)]
+        # Airport lots hold more cars than downtown branches.
+        home_pick = [
+            i for i, x in enumerate(self.locs) for _ in range(3 if x.code[3:] == "1" else 2)
+        ]
+        ages = (0,) * 15 + (1,) * 30 + (2,) * 28 + (3,) * 17 + (4,) * 7 + (5,) * 3
+        plates: set[str] = set()
+        vins: set[str] = set()
+        # (vehicle id, category index, home location index, registered at)
+        self.fleet: list[tuple[int, int, int, int]] = []
+        rows = []
+        total = self.n_vehicles
+        for n in range(total):
+            ci = rng.choice(cat_pick)
+            li = rng.choice(home_pick)
+            spec = self.cats[ci][1]
+            make, model = rng.choice(spec.models)
+            year = year_now - rng.choice(ages)
+            plate = fill(self.cities[li].plate, rng)
+            while plate in plates or not PLATE_RE.match(plate):
+                plate = fill(self.cities[li].plate, rng)
+            plates.add(plate)
+            vin = self.make_vin(make, year)
+            while vin in vins:
+                vin = self.make_vin(make, year)
+            vins.add(vin)
+            features = {f for f, p in spec.features.items() if rng.random() < p}
+            if self.cities[li].country in ("US", "CA", "AU"):
+                features.add("automatic")  # manual cars are hard to rent out there
+            odometer = (year_now - year) * rng.randint(18_000, 40_000) + rng.randint(500, 15_000)
+            vid = base + n + 1
+            # Registered before its first booking could have been made.
+            created = self.win_start - 60 * DAY - rng.randrange(300 * DAY)
+            self.fleet.append((vid, ci, li, created))
+            rows.append((
+                vid, plate, vin, make, model, year, rng.choice(colours), self.cats[ci][0],
+                "{" + ",".join(sorted(features)) + "}", self.locs[li].id, odometer,
+                self.ts(created),
+            ))  # fmt: skip
+            if len(rows) == 20_000 or n == total - 1:
+                self.copy_rows(
+                    "vehicles",
+                    "id, plate, vin, make, model, year, colour, category_id, features,"
+                    " home_location_id, odometer_km, created_at",
+                    rows,
+                )
+                rows = []
+                self.progress("vehicles", n + 1, total)
+        self.set_sequence("vehicles", base + total)
+
+    def make_vin(self, make: str, year: int) -> str:
+        rng = self.rng
+        body = (
+            WMI[make]
+            + "".join(rng.choice(VIN_CHARS) for _ in range(5))
+            + "0"
+            + _VIN_YEARS[(year - 2010) % 30]
+            + rng.choice(VIN_CHARS)
+            + f"{rng.randrange(1_000_000):06d}"
+        )
+        return body[:8] + vin_check_digit(body) + body[9:]
+
+    # -- timelines --
+
+    def assign_roles(self) -> tuple[list[int], list[bool], list[bool]]:
+        """Decide what each vehicle is doing now, and which carry a seeded conflict."""
+        rng = self.rng
+        n = self.n_vehicles
+        order = list(range(n))
+        rng.shuffle(order)
+        roles = [IDLE] * n
+        if self.bpv == 0:
+            return roles, [False] * n, [False] * n
+        few = max(1, n // 100)
+        # A transfer needs a neighbouring lot; vehicles only ever move between neighbours.
+        for k in [k for k in order if self.partners[self.fleet[k][2]]][:few]:
+            roles[k] = IN_TRANSIT
+        rest = [k for k in order if roles[k] == IDLE]
+        wanted = ((OVERDUE, few), (MAINTENANCE, round(n * 0.03)), (CLEANING, round(n * 0.04)),
+                  (RENTED, round(n * 0.38)))  # fmt: skip
+        at = 0
+        for role, count in wanted:
+            for k in rest[at : at + count]:
+                roles[k] = role
+            at += count
+        overdue = [k for k in order if roles[k] == OVERDUE]
+        soon = [False] * n
+        for k in overdue[: max(1, len(overdue) // 2)]:
+            soon[k] = True
+        wrong = [False] * n
+        if len(self.locs) > 1:
+            calm = [k for k in order if roles[k] in (IDLE, RENTED)]
+            for k in rng.sample(calm, min(len(calm), max(1, n // 200))):
+                wrong[k] = True
+        return roles, soon, wrong
+
+    def load_timelines(self, system_id: int) -> None:
+        roles, soon, wrong = self.assign_roles()
+        self.block_id = self.next_ids("blocks")
+        first_block = self.block_id
+        statuses = []
+        lines: list[str] = []
+        total = self.n_vehicles
+        step = max(1, min(5_000, total // 50))
+        with (
+            self.raw.cursor() as cur,
+            cur.copy(f"COPY blocks ({_BLOCK_COLUMNS}) FROM STDIN") as cp,
+        ):
+            for k, vehicle in enumerate(self.fleet):
+                statuses.append(self.timeline(vehicle, roles[k], soon[k], wrong[k], lines))
+                if len(lines) >= 20_000:
+                    cp.write("".join(lines))
+                    lines.clear()
+                if (k + 1) % step == 0 or k + 1 == total:
+                    self.progress("blocks", k + 1, total)
+            cp.write("".join(lines))
+        self.counts["blocks"] = self.block_id - first_block
+        self.set_sequence("blocks", self.block_id)
+        self.load_statuses(statuses, system_id)
+
+    def load_statuses(self, statuses: list[tuple[Any, ...]], system_id: int) -> None:
+        ts, loc_ids = self.ts, [x.id for x in self.locs]
+        realtime, log = [], []
+        log_base = self.next_ids("vehicle_status_log")
+        metadata = to_json({"demo_seed": self.seed})
+        for n, (vid, status, li, dest, cust, block, expected, since) in enumerate(statuses):
+            category = self.cats[self.fleet[n][1]][0]
+            loc = loc_ids[li]
+            dest_id = None if dest is None else loc_ids[dest]
+            realtime.append(
+                (
+                    vid,
+                    category,
+                    status,
+                    loc,
+                    dest_id,
+                    cust,
+                    block,
+                    None if expected is None else ts(expected),
+                    1,
+                    ts(since),
+                    system_id,
+                )
+            )
+            state = {
+                "status": status, "location_id": loc, "destination_location_id": dest_id,
+                "customer_id": cust, "block_id": block,
+                "expected_available_at": None if expected is None
+                else EPOCH + timedelta(minutes=expected),
+            }  # fmt: skip
+            log.append((log_base + n + 1, vid, status, loc, to_json(state), 1, system_id,
+                        f"demo data: starts {status}", "system", metadata,
+                        ts(since)))  # fmt: skip
+        self.copy_rows(
+            "vehicle_status_realtime",
+            "vehicle_id, category_id, current_status, location_id, destination_location_id,"
+            " current_customer_id, block_id, expected_available_at, version, last_updated,"
+            " updated_by",
+            realtime,
+        )
+        self.progress("status", len(realtime), len(realtime))
+        self.copy_rows(
+            "vehicle_status_log",
+            "id, vehicle_id, new_status, new_location_id, new_state, version, changed_by,"
+            " change_reason, source, metadata, changed_at",
+            log,
+        )
+        self.set_sequence("vehicle_status_log", log_base + len(log))
+        self.progress("status log", len(log), len(log))
+
+    def align(self, t: int, li: int, first_hour: int, last_hour: int) -> int:
+        """Return the first time at or after t that is a plausible local hour at location li."""
+        off = self.offsets[li]
+        start = ((t + off) // DAY) * DAY - off + self.rng.randint(first_hour, last_hour) * 60 \
+            + self.rng.choice((0, 0, 15, 30, 30, 45))  # fmt: skip
+        return start if start >= t else start + DAY
+
+    def rental_minutes(self, at_least_a_day: bool = False) -> int:
+        rng = self.rng
+        days = rng.choice(RENTAL_DAYS)
+        while at_least_a_day and days == 0:
+            days = rng.choice(RENTAL_DAYS)
+        minutes = rng.randint(3, 9) * 60 if days == 0 else days * DAY + rng.choice(RETURN_SHIFT)
+        if self.scale < 1.0:
+            minutes = max(60, int(minutes * self.scale) // 15 * 15)
+        return minutes
+
+    def elapsed(self, length: int) -> int:
+        """Return how long ago a block of this length began if it is still under way now.
+
+        It still has two hours to run where it can: `now` is the hour the clock is in, and
+        the demo should not show cars late that were not late when it was loaded.
+        """
+        return self.rng.randrange(15, max(16, length - 120), 15)
+
+    def pick(self, pos: int, home: int) -> tuple[str, int]:
+        """Choose the next block's kind and where it ends."""
+        rng = self.rng
+        r = rng.random()
+        partners = self.partners[pos]
+        if r < 0.05:
+            return "maintenance", pos
+        # Cars that drifted away on one-way rentals are brought home now and then.
+        if partners and (r < 0.08 or (pos != home and r < 0.25)):
+            dest = home if pos != home and home in partners else rng.choice(partners)
+            return "transfer", dest
+        if partners and rng.random() < 0.10:
+            return "rental", rng.choice(partners)
+        return "rental", pos
+
+    def place(self, kind: str, pos: int, dest: int, t: int) -> tuple[int, int]:
+        """Return the scheduled [start, end) of a block of this kind starting after t."""
+        rng = self.rng
+        if kind == "rental":
+            start = self.align(t, pos, 7, 20)
+            return start, start + self.rental_minutes()
+        if kind == "maintenance":
+            start = self.align(t, pos, 7, 10)
+            return start, start + rng.choice(MAINTENANCE_MINUTES)
+        start = self.align(t, pos, 6, 15)
+        return start, start + self.travel[pos, dest]
+
+    def actual_end(self, kind: str, start: int, end: int, grace: int) -> int:
+        """Return when a finished block really ended: some returns are early, some late."""
+        rng = self.rng
+        r = rng.random()
+        if kind == "rental":
+            if r < 0.50:
+                deviation = -rng.randrange(0, 46)
+            elif r < 0.65:  # brought back early
+                deviation = -rng.randrange(60, max(75, (end - start) // 2), 15)
+            elif r < 0.88:
+                deviation = rng.randint(1, grace)
+            else:  # late, past the grace period
+                deviation = rng.randrange(grace + 1, 601)
+        elif kind == "maintenance":
+            deviation = 0 if r < 0.7 else rng.choice((-60, 60, 120, 240))
+        else:
+            deviation = rng.randrange(-20, 46)
+        return max(start + 30, end + deviation)
+
+    def emit(
+        self,
+        out: list[str],
+        vid: int,
+        kind: str,
+        state: str,
+        start: int,
+        end: int,
+        blocked_end: int,
+        scheduled_end: int,
+        from_li: int,
+        to_li: int,
+        customer: int | None,
+        started: int | None,
+        finished: int | None,
+        created: int,
+        notes: str = "",
+    ) -> int:
+        """Append one block as a COPY text line and return its id."""
+        self.block_id += 1
+        bid = self.block_id
+        ts = self.ts
+        category = self.category_id
+        # Agents take bookings; the lot's manager plans maintenance and transfers.
+        by = self.staff[from_li][1 + (bid & 1) if kind in ("rental", "reservation") else 0]
+        updated = finished or started or created
+        out.append(
+            f"{bid}\t{vid}\t{category}\t{kind}\t{state}\t"
+            f'["{ts(start)}","{ts(end)}")\t["{ts(start)}","{ts(blocked_end)}")\t'
+            f"{ts(scheduled_end)}\t{self.locs[from_li].id}\t{self.locs[to_li].id}\t"
+            f"{customer if customer else NULL}\t{_REFERENCE[kind]}-{bid:07d}\t"
+            f"{ts(started) if started else NULL}\t{ts(finished) if finished else NULL}\t"
+            f"{by}\t{ts(created)}\t{ts(updated)}\t{notes}\n"
+        )
+        return bid
+
+    def customer(self) -> int:
+        return self.customer_base + 1 + self.rng.randrange(self.n_customers)
+
+    def timeline(
+        self,
+        vehicle: tuple[int, int, int, int],
+        role: int,
+        soon: bool,
+        wrong_pickup: bool,
+        out: list[str],
+    ) -> tuple[Any, ...]:
+        """Write one vehicle's blocks in time order and return its live status row."""
+        rng, now, gap = self.rng, self.now, self.gap
+        vid, ci, home, registered = vehicle
+        # Written out although a trigger would copy it, so the load needs no lookup per block.
+        self.category_id, spec = self.cats[ci]
+        buffer, grace = spec.prep_minutes, spec.grace_minutes
+        if self.bpv == 0:
+            return (vid, "available", home, None, None, None, None, registered)
+
+        # When the past must be over: the start of whatever the car is doing now.
+        if role == CLEANING:
+            returned = now - rng.randrange(5, buffer, 5)
+            deadline = returned - self.rental_minutes(at_least_a_day=True)
+        elif role in (RENTED, MAINTENANCE):
+            length = (
+                self.rental_minutes()
+                if role == RENTED
+                else rng.choice((240, 480, DAY, 2 * DAY, 3 * DAY))
+            )
+            deadline = now - self.elapsed(length)
+            due = deadline + length
+        elif role == OVERDUE:
+            due = now - rng.randrange(60, 36 * 60 + 1, 15)
+            deadline = due - self.rental_minutes(at_least_a_day=True)
+        elif role == IN_TRANSIT:
+            deadline = now - 16 * 60  # no transfer between neighbours takes longer
+        else:
+            deadline = now - min(int(rng.expovariate(1 / gap)), 20 * DAY)
+
+        # The past: completed blocks, each starting where the previous one ended.
+        pos, free_since = home, registered
+        t = self.win_start + int(rng.random() * gap)
+        while True:
+            kind, dest = self.pick(pos, home)
+            start, end = self.place(kind, pos, dest, t + int(rng.expovariate(1 / gap)))
+            finished = self.actual_end(kind, start, end, grace)
+            blocked_end = finished + (buffer if kind == "rental" else 0)
+            if blocked_end > deadline:
+                break
+            lead = rng.randint(120, 30 * DAY) if kind == "rental" else rng.randint(120, 10 * DAY)
+            self.emit(out, vid, kind, "completed", start, finished, blocked_end, end, pos, dest,
+                      self.customer() if kind == "rental" else None,
+                      start + rng.randrange(0, 25, 5), finished, start - lead,
+                      rng.choice(MAINTENANCE_NOTES) if kind == "maintenance" else "")  # fmt: skip
+            pos, t, free_since = dest, blocked_end, blocked_end
+
+        # Now: the block the car is in (or just came out of), and its live status.
+        status: tuple[Any, ...]
+        if role == CLEANING:
+            dest = rng.choice(self.partners[pos]) if self.partners[pos] and rng.random() < 0.12 \
+                else pos  # fmt: skip
+            scheduled = returned + rng.choice((-60, -30, 0, 0, 30))
+            self.emit(out, vid, "rental", "completed", deadline, returned, returned + buffer,
+                      scheduled, pos, dest, self.customer(), deadline, returned,
+                      deadline - rng.randint(120, 30 * DAY))  # fmt: skip
+            pos, t = dest, returned + buffer
+            status = (vid, "cleaning", pos, None, None, None, returned + buffer, returned)
+        elif role in (RENTED, OVERDUE):
+            dest = rng.choice(self.partners[pos]) if self.partners[pos] and rng.random() < 0.12 \
+                else pos  # fmt: skip
+            who = self.customer()
+            started = deadline + rng.randrange(0, 25, 5)
+            bid = self.emit(out, vid, "rental", "active", deadline, due, due + buffer, due, pos,
+                            dest, who, started, None,
+                            deadline - rng.randint(120, 30 * DAY))  # fmt: skip
+            status = (vid, "rented", pos, None, who, bid, due, started)
+            pos, t = dest, max(due + buffer, now)
+            if role == OVERDUE:
+                self.counts["overdue"] += 1
+        elif role == MAINTENANCE:
+            bid = self.emit(out, vid, "maintenance", "active", deadline, due, due, due, pos, pos,
+                            None, deadline, None, deadline - rng.randint(120, 10 * DAY),
+                            rng.choice(MAINTENANCE_NOTES))  # fmt: skip
+            status = (vid, "maintenance", pos, None, None, None, due, deadline)
+            t = due
+        elif role == IN_TRANSIT:
+            partners = self.partners[pos]
+            dest = home if pos != home and home in partners else rng.choice(partners)
+            length = self.travel[pos, dest]
+            start = now - self.elapsed(length)
+            bid = self.emit(out, vid, "transfer", "active", start, start + length, start + length,
+                            start + length, pos, dest, None, start, None,
+                            start - rng.randint(120, 3 * DAY))  # fmt: skip
+            status = (vid, "in_transit", pos, dest, None, bid, start + length, start)
+            self.counts["in_transit"] += 1
+            pos, t = dest, start + length
+        else:
+            status = (vid, "available", pos, None, None, None, None, free_since)
+            t = now
+
+        # The future: bookings and plans, made before now, sparser further ahead.
+        first = True
+        horizon = max(1, self.win_end - now)
+        while True:
+            if first and role == OVERDUE and soon:
+                # The late car is promised to the next customer in a few hours.
+                kind, dest = "rental", pos
+                start = now + rng.randint(1, 5) * 60
+                end = start + self.rental_minutes()
+                self.counts["conflicts"] += 1
+            else:
+                kind, dest = ("rental", pos) if first and wrong_pickup else self.pick(pos, home)
+                pause = int(rng.expovariate(1 / gap) * (0.6 + 0.8 * (t - now) / horizon))
+                if first and role == OVERDUE:
+                    pause += DAY
+                start, end = self.place(kind, pos, dest, t + pause)
+            if start >= self.win_end:
+                break
+            origin = pos
+            if first and wrong_pickup:
+                # Booked for pickup at a lot the car will not be at.
+                others = self.partners[pos] or [i for i in range(len(self.locs)) if i != pos]
+                origin = dest = rng.choice(others)
+                self.counts["conflicts"] += 1
+            first = False
+            booked = min(start - rng.randint(120, 30 * DAY), now - 5 - rng.randrange(3 * DAY))
+            if kind == "rental":
+                self.emit(out, vid, "reservation", "active", start, end, end + buffer, end,
+                          origin, dest, self.customer(), None, None, booked)  # fmt: skip
+                t = end + buffer
+            else:
+                notes = rng.choice(MAINTENANCE_NOTES) if kind == "maintenance" else ""
+                self.emit(out, vid, kind, "active", start, end, end, end, origin, dest, None,
+                          None, None, booked, notes)  # fmt: skip
+                t = end
+            pos = dest
+        return status
