@@ -385,19 +385,20 @@ def mark_started(conn: Connection, *, block_id: int, at: datetime | None = None)
 
 
 def location_at(conn: Connection, *, vehicle_id: int, at: datetime) -> int | None:
-    """Return where the vehicle will be at `at`: where its last block ending by then ends.
+    """Return where the vehicle will be at `at`: where its last move ending by then ends.
 
-    Blocks that ended before now have already been reflected in the live status, which also
-    knows about moves staff made by hand, so the live location wins for them.
+    Only moves (one-way bookings, transfers) change lots. Moves that ended before now are
+    already reflected in the live status, which also knows about moves staff made by hand,
+    so without a move in between the live location holds.
     """
     return conn.execute(
         text(
-            "SELECT CASE WHEN last.ends > now() THEN last.end_location_id ELSE s.location_id END"
-            " FROM vehicle_status_realtime s"
-            " LEFT JOIN LATERAL (SELECT upper(b.period) AS ends, b.end_location_id FROM blocks b"
-            "   WHERE b.vehicle_id = s.vehicle_id AND " + LIVE_BLOCK + " AND"
-            "   upper(b.period) <= :at ORDER BY upper(b.period) DESC LIMIT 1) last ON true"
-            " WHERE s.vehicle_id = :v"
+            "SELECT coalesce((SELECT b.end_location_id FROM blocks b"
+            "   WHERE b.vehicle_id = s.vehicle_id AND b.moves"
+            "   AND b.state IN ('active', 'completed')"
+            "   AND upper(b.period) > now() AND upper(b.period) <= :at"
+            "   ORDER BY upper(b.period) DESC LIMIT 1), s.location_id)"
+            " FROM vehicle_status_realtime s WHERE s.vehicle_id = :v"
         ),
         {"v": vehicle_id, "at": at},
     ).scalar()

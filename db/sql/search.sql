@@ -1,11 +1,15 @@
 -- Vehicles free for [start, end + their category's prep buffer) that will be at the pickup
 -- location at start, longest idle first.
 --
+-- Where a car is at a time: where its last move (one-way booking, transfer) ending by then
+-- ends, else where it is now. Moves are tracked by triggers (move_ends, moved_on_at), so
+-- the candidates below are exactly the cars that will be on the lot.
+--
 -- Why one probe per candidate is enough: live blocks of a vehicle never overlap (the
 -- blocks_no_overlap constraint), so they are totally ordered. The last block that begins
 -- before the wanted window ends is the only one that can reach into it; if it does not,
--- it is also the block the car comes out of, and its end location is where the car will
--- be. blocks_vehicle_timeline answers that with one backward index-only probe.
+-- it is also the block the car comes out of. blocks_vehicle_timeline answers that with one
+-- backward index-only probe.
 --
 -- The order of work keeps the hot path narrow: candidates and their live status come from
 -- one index on the status table, the probe filters them, and only the free ones are looked
@@ -43,9 +47,9 @@ arriving AS (
       AND b.vehicle_id NOT IN (SELECT vehicle_id FROM here)
 ),
 candidates AS (
-    SELECT vehicle_id, category_id, true AS here FROM here
+    SELECT vehicle_id, category_id FROM here
     UNION ALL
-    SELECT vehicle_id, category_id, false FROM arriving
+    SELECT vehicle_id, category_id FROM arriving
 ),
 probed AS (
     SELECT cand.vehicle_id, s.current_status, last.busy_until, c.prep_buffer,
@@ -67,10 +71,6 @@ probed AS (
     ) last ON true
     JOIN vehicle_status_realtime s ON s.vehicle_id = cand.vehicle_id
     WHERE (last.busy_until IS NULL OR last.busy_until <= :start)
-      -- an arriving car's last block ends after now, so only a car already here can be
-      -- placed by its live status
-      AND CASE WHEN last.ends > p.now THEN last.end_location_id
-               WHEN cand.here THEN :location_id END = :location_id
       AND s.current_status <> 'out_of_service'
       -- a car whose promised end passed (overdue rental, overrunning maintenance, late
       -- transfer) is not offered: nobody knows when it will be back

@@ -102,7 +102,8 @@ def test_every_vehicle_has_one_live_status_and_a_matching_first_log_row(conn):
     assert len(rows) == 120
     for r in rows:
         assert r.version == r.log_version == 1
-        assert r.change_reason == "vehicle registered" and r.old_state is None
+        assert r.change_reason == f"demo data: starts {r.current_status}"
+        assert r.old_state is None
         assert r.new_status == r.new_state["status"] == r.current_status
         assert r.new_location_id == r.new_state["location_id"] == r.location_id
 
@@ -245,7 +246,8 @@ def test_search_offers_free_cars_on_the_lot_and_never_the_late_ones(conn):
         where = conn.execute(
             text(
                 "SELECT coalesce((SELECT b.end_location_id FROM blocks b"
-                "   WHERE b.vehicle_id = s.vehicle_id AND b.state IN ('active', 'completed')"
+                "   WHERE b.vehicle_id = s.vehicle_id AND b.moves"
+                "   AND b.state IN ('active', 'completed')"
                 "   AND upper(b.period) <= :start AND upper(b.period) > :now"
                 "   ORDER BY upper(b.period) DESC LIMIT 1), s.location_id)"
                 " FROM vehicle_status_realtime s WHERE s.vehicle_id = :v"

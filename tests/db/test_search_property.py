@@ -76,15 +76,17 @@ def reference(conn, world, vehicle_ids, start, end, location_id, category_id):
         want_end = end + v.prep_buffer
         if any(b.start < want_end and b.blocked_until > start for b in live):
             continue
-        before = [b for b in live if b.end <= start]
-        last = max(before, key=lambda b: b.end, default=None)
-        where = last.end_location_id if last and last.end > now else s.location_id
-        # A car reaches a lot only by being there now or by a move (one-way, transfer).
-        moved_here = any(
-            b.end_location_id == location_id != b.start_location_id and now < b.end <= start
+        # Only moves (one-way bookings, transfers; never holds) take a car to another lot.
+        moves = [
+            b
             for b in live
-        )
-        if where == location_id and (s.location_id == location_id or moved_here):
+            if b.kind != "hold"
+            and b.start_location_id != b.end_location_id
+            and now < b.end <= start
+        ]
+        last_move = max(moves, key=lambda b: b.end, default=None)
+        where = last_move.end_location_id if last_move else s.location_id
+        if where == location_id:
             free.add(vid)
     return free
 

@@ -126,8 +126,10 @@ CREATE TABLE blocks (
     scheduled_end      timestamptz NOT NULL,
     start_location_id  bigint NOT NULL REFERENCES locations(id),
     end_location_id    bigint NOT NULL REFERENCES locations(id),
-    -- a stored flag, so the planner's statistics know how few blocks move a car
-    moves              boolean GENERATED ALWAYS AS (start_location_id <> end_location_id) STORED,
+    -- Whether the block takes the car to another lot: one-way bookings and transfers. A hold
+    -- is only tentative and moves nothing. Stored, so the planner knows how few blocks move.
+    moves              boolean GENERATED ALWAYS AS (
+                           kind <> 'hold' AND start_location_id <> end_location_id) STORED,
     -- for moves: when this vehicle's next move ends, i.e. when it leaves where this one
     -- brought it (kept by fleet_track_moves)
     moved_on_at        timestamptz,
@@ -165,6 +167,8 @@ CREATE INDEX blocks_arrivals ON blocks (end_location_id, category_id, upper(peri
     WHERE state IN ('active', 'completed') AND moves;
 CREATE TRIGGER blocks_category BEFORE INSERT OR UPDATE OF vehicle_id ON blocks
     FOR EACH ROW EXECUTE FUNCTION fleet_copy_vehicle_category();
+CREATE INDEX blocks_moves ON blocks (vehicle_id, upper(period))
+    WHERE moves AND state IN ('active', 'completed');
 CREATE INDEX blocks_customer ON blocks (customer_id) WHERE customer_id IS NOT NULL;
 CREATE INDEX blocks_open_rentals ON blocks (upper(period))
     WHERE kind = 'rental' AND state = 'active';
@@ -181,8 +185,8 @@ CREATE TABLE vehicle_status_realtime (
     current_customer_id      bigint REFERENCES customers(id),
     block_id                 bigint REFERENCES blocks(id),
     expected_available_at    timestamptz,
-    -- ends of the vehicle's moves not yet past when last tracked, in order: the times it
-    -- changes lot (kept by fleet_track_moves)
+    -- ends of the vehicle's moves, in order: the times it changes lot (kept by
+    -- fleet_track_moves)
     move_ends                timestamptz[] NOT NULL DEFAULT '{}',
     version                  bigint NOT NULL DEFAULT 1,
     last_updated             timestamptz NOT NULL DEFAULT now(),
@@ -219,20 +223,23 @@ CREATE INDEX status_by_status ON vehicle_status_realtime (current_status);
 -- triggers keep both, for single writes and for COPY of a whole fleet alike.
 CREATE FUNCTION fleet_track_moves(vehicle_ids bigint[]) RETURNS void
 LANGUAGE sql AS $$
+  -- Joins with unnest(), not = ANY(): after a COPY the list holds every vehicle.
   UPDATE blocks b SET moved_on_at = x.next_end
-  FROM (SELECT id, lead(upper(period)) OVER (PARTITION BY vehicle_id ORDER BY upper(period))
-               AS next_end
-        FROM blocks
-        WHERE vehicle_id = ANY (vehicle_ids) AND moves AND state IN ('active', 'completed')) x
+  FROM (SELECT m.id,
+               lead(upper(m.period)) OVER (PARTITION BY m.vehicle_id ORDER BY upper(m.period))
+                   AS next_end
+        FROM unnest(vehicle_ids) AS v(id)
+        JOIN blocks m ON m.vehicle_id = v.id
+        WHERE m.moves AND m.state IN ('active', 'completed')) x
   WHERE b.id = x.id AND b.moved_on_at IS DISTINCT FROM x.next_end;
   UPDATE vehicle_status_realtime s SET move_ends = x.ends
   FROM (SELECT v.id AS vehicle_id,
-               coalesce((SELECT array_agg(upper(b.period) ORDER BY upper(b.period))
-                         FROM blocks b
-                         WHERE b.vehicle_id = v.id AND b.moves
-                           AND b.state IN ('active', 'completed')
-                           AND upper(b.period) > now()), '{}') AS ends
-        FROM unnest(vehicle_ids) AS v(id)) x
+               coalesce(array_agg(upper(m.period) ORDER BY upper(m.period))
+                            FILTER (WHERE m.id IS NOT NULL), '{}') AS ends
+        FROM unnest(vehicle_ids) AS v(id)
+        LEFT JOIN blocks m ON m.vehicle_id = v.id AND m.moves
+                          AND m.state IN ('active', 'completed')
+        GROUP BY v.id) x
   WHERE s.vehicle_id = x.vehicle_id AND s.move_ends IS DISTINCT FROM x.ends;
 $$;
 
