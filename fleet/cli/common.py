@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from psycopg.errors import UndefinedTable
+from psycopg.errors import UndefinedColumn, UndefinedFunction, UndefinedTable
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -138,12 +138,18 @@ def transaction(*, as_json: bool = False) -> Iterator[Connection]:
             with eng.begin() as conn:
                 yield conn
         except ProgrammingError as exc:
-            if not isinstance(exc.orig, UndefinedTable):
-                raise
-            raise Unreachable(
-                f"the database at {where} has no fleet schema ({_first_line(exc.orig)})",
-                hint="run `fleet db upgrade` first",
-            ) from None
+            if isinstance(exc.orig, UndefinedTable):
+                raise Unreachable(
+                    f"the database at {where} has no fleet schema ({_first_line(exc.orig)})",
+                    hint="run `fleet db upgrade` first",
+                ) from None
+            if isinstance(exc.orig, UndefinedColumn | UndefinedFunction):
+                # The schema predates this code: a missed migration, never the user's input.
+                raise Unreachable(
+                    f"the database at {where} has an older fleet schema ({_first_line(exc.orig)})",
+                    hint="run `fleet db upgrade`; `fleet db current` shows the revision",
+                ) from None
+            raise
         except OperationalError as exc:
             state = getattr(exc.orig, "sqlstate", None)
             if state is None or state.startswith(("08", "57P")):
