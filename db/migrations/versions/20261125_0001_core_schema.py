@@ -163,7 +163,7 @@ CREATE INDEX blocks_vehicle_timeline ON blocks (vehicle_id, lower(blocked))
     WHERE state IN ('active', 'completed');
 -- Only moves (one-way rentals, transfers) bring a car to another lot.
 CREATE INDEX blocks_arrivals ON blocks (end_location_id, category_id, upper(period))
-    INCLUDE (vehicle_id, moved_on_at)
+    INCLUDE (vehicle_id, moved_on_at, period)  -- period too, so the scan stays index-only
     WHERE state IN ('active', 'completed') AND moves;
 CREATE TRIGGER blocks_category BEFORE INSERT OR UPDATE OF vehicle_id ON blocks
     FOR EACH ROW EXECUTE FUNCTION fleet_copy_vehicle_category();
