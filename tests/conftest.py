@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from db import fleet, migrate
 from db.database import make_engine, sqlalchemy_url, start_embedded
+from fleet.settings import Settings
 
 DATA_TABLES = (
     "saved_searches, availability_cache, overdue_vehicles, availability_events,"
@@ -25,7 +25,7 @@ DATA_TABLES = (
 
 
 def _server_url() -> str:
-    url = os.environ.get("FLEET_TEST_DATABASE_URL")
+    url = Settings().test_database_url
     if url:
         return sqlalchemy_url(url)
     # A fresh embedded server per test session, deleted when the session ends.
