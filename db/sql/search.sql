@@ -30,11 +30,10 @@ here AS (
                       WHERE e.at > p.now AND e.at <= :start)
 ),
 arriving AS (
-    -- cars a move (one-way rental, transfer) brings here before pickup; a car reaches a lot
-    -- in no other way. Most of them move on again before pickup, so their status is read
-    -- only after the probe below has kept them.
-    SELECT DISTINCT b.vehicle_id, b.category_id
+    -- cars whose last move before pickup (one-way rental, transfer) brings them here
+    SELECT DISTINCT b.vehicle_id, b.category_id, s.current_status, s.expected_available_at
     FROM blocks b
+    JOIN vehicle_status_realtime s ON s.vehicle_id = b.vehicle_id
     WHERE b.end_location_id = :location_id
       AND b.moves
       AND b.state IN ('active', 'completed')
@@ -47,12 +46,13 @@ arriving AS (
       AND b.vehicle_id NOT IN (SELECT vehicle_id FROM here)
 ),
 candidates AS (
-    SELECT vehicle_id, category_id FROM here
+    SELECT vehicle_id, category_id, current_status, expected_available_at FROM here
     UNION ALL
-    SELECT vehicle_id, category_id FROM arriving
+    SELECT vehicle_id, category_id, current_status, expected_available_at FROM arriving
 ),
-probed AS (
-    SELECT cand.vehicle_id, s.current_status, last.busy_until, c.prep_buffer,
+-- Materialized, so the probe runs first and vehicles are read only for the free cars.
+probed AS MATERIALIZED (
+    SELECT cand.vehicle_id, cand.current_status, last.busy_until, c.prep_buffer,
            CASE WHEN last.ends > p.now AND last.start_location_id <> :location_id
                 THEN last.start_location_id END AS arrives_from
     FROM candidates cand
@@ -69,17 +69,16 @@ probed AS (
         ORDER BY lower(b.blocked) DESC
         LIMIT 1
     ) last ON true
-    JOIN vehicle_status_realtime s ON s.vehicle_id = cand.vehicle_id
     WHERE (last.busy_until IS NULL OR last.busy_until <= :start)
-      AND s.current_status <> 'out_of_service'
+      AND cand.current_status <> 'out_of_service'
       -- a car whose promised end passed (overdue rental, overrunning maintenance, late
       -- transfer) is not offered: nobody knows when it will be back
-      AND NOT (s.current_status IN ('rented', 'maintenance', 'in_transit')
-               AND coalesce(s.expected_available_at, '-infinity') < p.now)
+      AND NOT (cand.current_status IN ('rented', 'maintenance', 'in_transit')
+               AND coalesce(cand.expected_available_at, '-infinity') < p.now)
       -- nor before the time its live status promises it, block or no block
-      AND (s.expected_available_at IS NULL
-           OR s.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
-           OR s.expected_available_at <= :start)
+      AND (cand.expected_available_at IS NULL
+           OR cand.current_status NOT IN ('rented', 'maintenance', 'in_transit', 'cleaning')
+           OR cand.expected_available_at <= :start)
 ),
 free AS (
     SELECT v.id AS vehicle_id, v.plate, v.make, v.model, v.year, v.colour,
