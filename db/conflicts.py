@@ -63,8 +63,12 @@ def list_conflicts(
     horizon: timedelta = DEFAULT_HORIZON,
     location_id: int | None = None,
     with_suggestions: bool = True,
+    suggest_for: int = 25,
 ) -> list[Conflict]:
-    """Return current and upcoming conflicts within the horizon, soonest first."""
+    """Return current and upcoming conflicts within the horizon, soonest first.
+
+    Suggestions are worked out for the first `suggest_for` conflicts only.
+    """
     if horizon <= timedelta(0) or horizon > timedelta(days=31):
         raise InvalidInput("horizon must be between 1 minute and 31 days", field="horizon")
     rows = (
@@ -98,7 +102,10 @@ def list_conflicts(
                     due=due, where=r["location_at_start_code"] or "no lot"
                 ),
                 cause_block_id=_cause_block(r),
-                suggestions=_suggest(conn, r, now) if with_suggestions else [],
+                # Each suggestion is a few searches; the soonest conflicts are the urgent ones.
+                suggestions=_suggest(conn, r, now)
+                if with_suggestions and len(out) < suggest_for
+                else [],
             )
         )
     return out

@@ -319,3 +319,12 @@ def test_hold_that_ran_out_cannot_be_swapped(conn, world):
             conn, block_id=hold.id, vehicle_id=spare.id, changed_by=world.agent.id
         )
     assert blocks.vehicle_blocks(conn, vehicle_id=spare.id) == []
+
+
+def test_suggestions_are_worked_out_for_the_soonest_conflicts_only(conn, world):
+    _late_car_with_next_booking(conn, world, starts_in=12, plate="B CF 20")
+    _late_car_with_next_booking(conn, world, starts_in=20, plate="B CF 21")
+    add_vehicle(conn, world, "B CF 22")
+    found = conflicts.list_conflicts(conn, now=world.now, suggest_for=1)
+    assert [c.plate for c in found] == ["B CF 20", "B CF 21"]
+    assert found[0].suggestions and found[1].suggestions == []
