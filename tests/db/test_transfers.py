@@ -12,6 +12,17 @@ from tests.conftest import add_vehicle
 from tests.db.factories import booking
 
 
+def _to_munich(conn, world, vehicle):
+    """Schedule the vehicle's transfer from Berlin to Munich, leaving in an hour."""
+    return transfers.schedule_transfer(
+        conn,
+        vehicle_id=vehicle.id,
+        to_location_id=world.muc.id,
+        depart_at=world.at(1),
+        created_by=world.agent.id,
+    )
+
+
 def _found(conn, world, location, start, end, now=None):
     hits = availability.search(
         conn, start=start, end=end, location_id=location.id, now=now or world.now
@@ -95,13 +106,7 @@ def test_car_is_offered_at_the_destination_after_eta_and_no_longer_at_the_origin
 
 def test_dispatch_puts_the_car_in_transit_with_destination_and_eta(conn, world):
     v = add_vehicle(conn, world, "B TR 3")
-    t = transfers.schedule_transfer(
-        conn,
-        vehicle_id=v.id,
-        to_location_id=world.muc.id,
-        depart_at=world.at(1),
-        created_by=world.agent.id,
-    )
+    t = _to_munich(conn, world, v)
 
     left = transfers.dispatch(conn, block_id=t.id, changed_by=world.agent.id, at=world.at(1))
 
@@ -120,13 +125,7 @@ def test_dispatch_puts_the_car_in_transit_with_destination_and_eta(conn, world):
 
 def test_arrival_makes_the_car_available_at_its_new_lot(conn, world):
     v = add_vehicle(conn, world, "B TR 4")
-    t = transfers.schedule_transfer(
-        conn,
-        vehicle_id=v.id,
-        to_location_id=world.muc.id,
-        depart_at=world.at(1),
-        created_by=world.agent.id,
-    )
+    t = _to_munich(conn, world, v)
     transfers.dispatch(conn, block_id=t.id, changed_by=world.agent.id, at=world.at(1))
 
     done = transfers.arrive(conn, block_id=t.id, changed_by=world.agent.id, at=world.at(9))
@@ -148,13 +147,7 @@ def test_arrival_makes_the_car_available_at_its_new_lot(conn, world):
 
 def test_arrival_without_a_recorded_departure_records_both(conn, world):
     v = add_vehicle(conn, world, "B TR 5")
-    t = transfers.schedule_transfer(
-        conn,
-        vehicle_id=v.id,
-        to_location_id=world.muc.id,
-        depart_at=world.at(1),
-        created_by=world.agent.id,
-    )
+    t = _to_munich(conn, world, v)
 
     done = transfers.arrive(conn, block_id=t.id, changed_by=world.agent.id, at=world.at(11))
 
@@ -164,13 +157,7 @@ def test_arrival_without_a_recorded_departure_records_both(conn, world):
 
 def test_customer_can_book_the_car_at_the_destination_after_arrival_time(conn, world):
     v = add_vehicle(conn, world, "B TR 6")
-    t = transfers.schedule_transfer(
-        conn,
-        vehicle_id=v.id,
-        to_location_id=world.muc.id,
-        depart_at=world.at(1),
-        created_by=world.agent.id,
-    )
+    t = _to_munich(conn, world, v)
 
     res = rentals.reserve(
         conn,
@@ -249,13 +236,7 @@ def test_only_open_transfers_can_depart_or_arrive(conn, world):
 def test_transfer_list_shows_lateness_of_cars_still_on_the_road(conn, world):
     on_time = add_vehicle(conn, world, "B TR 11")
     late = add_vehicle(conn, world, "B TR 12")
-    soon = transfers.schedule_transfer(
-        conn,
-        vehicle_id=on_time.id,
-        to_location_id=world.muc.id,
-        depart_at=world.at(1),
-        created_by=world.agent.id,
-    )
+    soon = _to_munich(conn, world, on_time)
     overdue = transfers.schedule_transfer(
         conn,
         vehicle_id=late.id,
