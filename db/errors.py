@@ -85,3 +85,21 @@ class NotAvailable(FleetError):
     """The vehicle cannot be booked at all now (inactive, out of service, overdue, elsewhere)."""
 
     code = "not_available"
+
+
+class NotAuthenticated(FleetError):
+    """No valid credentials: wrong password, unknown, expired or revoked token."""
+
+    code = "not_authenticated"
+
+
+class Forbidden(FleetError):
+    """The user is known but their role does not allow this."""
+
+    code = "forbidden"
+
+
+class IdempotencyMismatch(FleetError):
+    """An Idempotency-Key was reused for a different request."""
+
+    code = "idempotency_mismatch"

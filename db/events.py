@@ -55,13 +55,41 @@ def emit(
     return event_id
 
 
-def events_since(conn: Connection, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-    """Return committed events with id greater than after_id, oldest first."""
+EVENT_COLUMNS = "seq, id, kind, vehicle_id, location_id, actor_id, payload, created_at"
+
+
+def events_since(
+    conn: Connection,
+    *,
+    after_seq: int = 0,
+    limit: int = 1000,
+    location_id: int | None = None,
+    vehicle_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Return committed events with a sequence number above after_seq, in commit order.
+
+    `seq` is assigned at commit under a lock (migration 0002), so the committed events are
+    always a prefix of the sequence: a reader that remembers the last seq it saw can never
+    skip an event whose transaction committed late.
+    """
     rows = conn.execute(
         text(
-            "SELECT id, kind, vehicle_id, location_id, actor_id, payload, created_at"
-            " FROM availability_events WHERE id > :after ORDER BY id LIMIT :limit"
+            f"SELECT {EVENT_COLUMNS} FROM availability_events"  # noqa: S608 - fixed column list
+            " WHERE seq > :after"
+            " AND (CAST(:location_id AS bigint) IS NULL OR location_id = :location_id)"
+            " AND (CAST(:vehicle_id AS bigint) IS NULL OR vehicle_id = :vehicle_id)"
+            " ORDER BY seq LIMIT :limit"
         ),
-        {"after": after_id, "limit": limit},
+        {
+            "after": after_seq,
+            "limit": limit,
+            "location_id": location_id,
+            "vehicle_id": vehicle_id,
+        },
     ).mappings()
     return [dict(r) for r in rows]
+
+
+def latest_seq(conn: Connection) -> int:
+    """Return the sequence number of the newest committed event (0 when there is none)."""
+    return conn.execute(text("SELECT coalesce(max(seq), 0) FROM availability_events")).scalar_one()

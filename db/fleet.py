@@ -15,7 +15,7 @@ from db.timeutil import zone
 
 PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,10}[A-Z0-9]$")
 VIN_RE = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
-ROLES = ("agent", "manager", "admin", "system")
+ROLES = ("agent", "manager", "analyst", "admin", "system")
 
 
 class Location(BaseModel):

@@ -79,7 +79,10 @@ def committed(engine: Engine) -> Iterator[Engine]:
     """For tests that need real commits (concurrency): data tables are emptied afterwards."""
     yield engine
     with engine.begin() as c:
+        # The event sequence keeps counting: a running test server remembers what it sent.
+        seq = c.execute(text("SELECT last_value FROM availability_events_seq_seq")).scalar()
         c.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
+        c.execute(text("SELECT setval('availability_events_seq_seq', :v)"), {"v": seq})
 
 
 @dataclass

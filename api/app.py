@@ -1,0 +1,106 @@
+"""The ASGI application: REST API, event streams and the Panel pages in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+from sqlalchemy.engine import make_url
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from api import logs, problems, security
+from api.middleware import PageSignIn, RequestContext
+from api.routes import ROUTERS
+from api.streams import Broadcaster
+from db.database import make_engine, resolve_url
+from fleet.settings import Settings, get_settings
+
+log = logging.getLogger("fleet.api")
+
+DESCRIPTION = """Live vehicle availability for car-rental staff: fleet status, availability
+search, booking locks (holds), reservations, overdue returns, conflicts, transfers and the
+audit trail, plus a live event stream over WebSocket and Server-Sent Events.
+
+Authenticate with a session cookie (browsers, via `/login`; writes then need the
+`X-CSRF-Token` header) or `Authorization: Bearer <token>` (`POST /api/auth/token`). Errors are
+RFC 9457 problem documents."""
+
+
+def libpq_url(url: str) -> str:
+    """Turn a SQLAlchemy URL into one plain psycopg accepts."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastAPI:
+    """Build the application; `pages=False` leaves out the Panel pages (API-only tests)."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_format, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = await asyncio.to_thread(resolve_url, settings.database_url, settings.data_dir)
+        engine = make_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            pool_pre_ping=True,
+        )
+        app.state.engine = engine
+        broadcaster = Broadcaster(engine, libpq_url(url), settings.stream_queue_size)
+        app.state.broadcaster = broadcaster
+        await broadcaster.start()
+        log.info("serving; events from seq %s", broadcaster.last_seq)
+        try:
+            yield
+        finally:
+            await broadcaster.stop()
+            await asyncio.to_thread(engine.dispose)
+
+    app = FastAPI(
+        title="Fleet availability API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.signer = security.Signer(security.secret_key(settings))
+    app.state.rate_limiter = security.RateLimiter(settings.rate_limit_per_minute)
+    # Guessing passwords: a few tries a minute per username, whoever asks.
+    app.state.login_limiter = security.RateLimiter(settings.login_attempts_per_minute)
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    async def page_user(scope: Scope) -> Any:
+        conn = HTTPConnection(scope)
+        return await asyncio.to_thread(_cookie_user, app, conn.cookies.get(security.SESSION_COOKIE))
+
+    if pages:
+        from dashboard.app import mount_pages
+
+        mount_pages(app)
+    # Outermost first: ids and shedding wrap everything, then page sign-in, then compression.
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(PageSignIn, resolve=page_user)
+    app.add_middleware(RequestContext, max_in_flight=settings.max_concurrent_requests)
+    return app
+
+
+def _cookie_user(app: FastAPI, cookie: str | None) -> Any:
+    if not cookie:
+        return None
+    return security.user_from_cookie(app.state, cookie)
+
+
+def factory() -> FastAPI:
+    """Entry point for `uvicorn --factory` worker processes."""
+    return create_app()

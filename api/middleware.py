@@ -1,0 +1,131 @@
+"""ASGI middleware: request ids and access logs, metrics, load shedding, page sign-in."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import logs, metrics
+from api.problems import problem_response
+
+log = logging.getLogger("fleet.access")
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Long-lived streams are not "in flight" work: they must not count against the shedding limit.
+STREAM_PATHS = ("/api/availability/events",)
+OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout", "/favicon.ico")
+
+
+class RequestContext:
+    """Give every request an id, log it once, time it by route, shed load when full."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
+        token = logs.request_id.set(rid)
+        path = scope["path"]
+        counted = scope["type"] == "http" and not path.startswith(STREAM_PATHS)
+        status = {"code": 0}
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            if counted and self.in_flight >= self.max_in_flight:
+                metrics.SHED.inc()
+                response = problem_response(
+                    503,
+                    "the server is busy",
+                    code="overloaded",
+                    hint="try again in a second",
+                    headers={"Retry-After": "1"},
+                )
+                await response(scope, receive, send_with_id)
+                return
+            if counted:
+                self.in_flight += 1
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                if counted:
+                    self.in_flight -= 1
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_template(scope)
+            if scope["type"] == "http":
+                metrics.REQUEST_LATENCY.labels(scope["method"], route, str(status["code"])).observe(
+                    elapsed
+                )
+            log.info(
+                "%s %s %s %.1fms",
+                scope.get("method", "WS"),
+                path,
+                status["code"],
+                elapsed * 1000,
+                extra={
+                    "method": scope.get("method", "WS"),
+                    "path": path,
+                    "status": status["code"],
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "user_id": scope["state"].get("user_id"),
+                },
+            )
+            logs.request_id.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    # Unmatched paths (404s, Panel's own routes) share one label: no label per raw URL.
+    return "panel" if not scope["path"].startswith("/api") else "unmatched"
+
+
+class PageSignIn:
+    """Pages, their assets and Panel's WebSocket need a signed-in browser session."""
+
+    def __init__(self, app: ASGIApp, resolve: Any) -> None:
+        self.app = app
+        self.resolve = resolve  # cookie value -> user or None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(("/api/", "/metrics")) or path in OPEN_PATHS:
+            await self.app(scope, receive, send)  # the API answers 401 problems itself
+            return
+        user = await self.resolve(scope)
+        if user is not None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401, "reason": "sign in first"})
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = path + (f"?{query}" if query else "")
+        response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        await response(scope, receive, send)

@@ -1,0 +1,189 @@
+"""RFC 9457 problem documents: every error a client sees, with the status code that fits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from db import errors
+
+log = logging.getLogger("fleet.api")
+
+PROBLEM_TYPE = "https://fleet.example/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+STATUS_FOR: dict[type[errors.FleetError], int] = {
+    errors.InvalidInput: 422,
+    errors.NotFound: 404,
+    errors.BookingConflict: 409,
+    errors.StaleVersion: 409,
+    errors.InvalidTransition: 409,
+    errors.RollbackRefused: 409,
+    errors.HoldExpired: 409,
+    errors.NotAvailable: 409,
+    errors.IdempotencyMismatch: 422,
+    errors.NotAuthenticated: 401,
+    errors.Forbidden: 403,
+}
+
+TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Not allowed for your role",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class ApiProblem(Exception):
+    """Raise from a route or dependency to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or TITLES.get(status, "error").lower().replace(" ", "_")
+        self.field = field
+        self.hint = hint
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    code: str,
+    request: Request | None = None,
+    field: str | None = None,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """Build the problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field:
+        body["field"] = field
+    if hint:
+        body["hint"] = hint
+    if request is not None:
+        body["instance"] = request.url.path
+        rid = getattr(request.state, "request_id", None)
+        if rid:
+            body["request_id"] = rid
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    # ("body", "period", "start") -> "period.start"; the location kind says where, not what.
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or (str(loc[0]) if loc else "request")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem document."""
+
+    @app.exception_handler(errors.FleetError)
+    async def fleet_error(request: Request, exc: errors.FleetError) -> JSONResponse:
+        status = STATUS_FOR.get(type(exc), 400)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return problem_response(
+            status,
+            exc.message,
+            code=exc.code,
+            request=request,
+            field=exc.field,
+            hint=exc.hint,
+            headers=headers,
+            extra=exc.details,
+        )
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.detail,
+            code=exc.code,
+            request=request,
+            field=exc.field,
+            hint=exc.hint,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "request", "message": "invalid"}
+        return problem_response(
+            422,
+            f"{first['field']}: {first['message']}",
+            code="invalid_input",
+            request=request,
+            field=first["field"],
+            hint="fix the named field and send the request again",
+            extra={"errors": problems},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        code = TITLES.get(exc.status_code, "error").lower().replace(" ", "_")
+        return problem_response(
+            exc.status_code, detail, code=code, request=request, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    async def db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+        return problem_response(
+            503,
+            "the database is not reachable right now",
+            code="database_unavailable",
+            request=request,
+            hint="try again in a few seconds",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def db_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Bad input is validated before SQL; reaching here is our bug, so log it, hide it.
+        log.exception("database error")
+        return problem_response(500, "internal error", code="internal", request=request)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem_response(500, "internal error", code="internal", request=request)

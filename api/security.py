@@ -1,0 +1,211 @@
+"""Who is asking: session cookies (signed, CSRF-checked) and bearer tokens, roles, rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Engine
+from starlette.requests import HTTPConnection
+
+from api.problems import ApiProblem
+from db import auth
+from db.errors import Forbidden, NotAuthenticated
+from db.fleet import User
+from fleet.settings import Settings
+
+SESSION_COOKIE = "fleet_session"
+CSRF_COOKIE = "fleet_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+READERS = ("agent", "manager", "analyst", "admin")
+WRITERS = ("agent", "manager", "admin")
+SUPERVISORS = ("manager", "admin")
+
+
+def secret_key(settings: Settings) -> str:
+    """Return the signing key: FLEET_SECRET_KEY, or one kept beside the embedded database."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Created once, owner-only; workers racing here all end up reading the winner's key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    user: User
+    via: str  # "session" (browser cookie) or "bearer" (API token)
+    token_id: int
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def role(self) -> str:
+        return self.user.role
+
+
+class Signer:
+    """Signs session cookies and derives CSRF tokens from one secret."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+        self._cookie = URLSafeTimedSerializer(key, salt="fleet-session")
+
+    def cookie_value(self, session_token: str) -> str:
+        return self._cookie.dumps(session_token)
+
+    def session_token(self, cookie: str, max_age: float) -> str | None:
+        try:
+            return self._cookie.loads(cookie, max_age=max_age)
+        except BadSignature:
+            return None
+
+    def csrf_token(self, session_token: str) -> str:
+        # Bound to the session: a token stolen from one session is useless in another.
+        return hmac.new(self._key, b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+
+
+class RateLimiter:
+    """A token bucket per user: `per_minute` requests, refilled continuously."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, user_id: int) -> float:
+        """Take one request; return 0 when allowed, else the seconds until one is free."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(user_id, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[user_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[user_id] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def authenticate_request(
+    request: HTTPConnection, *, check_csrf: bool = True, query_token: bool = False
+) -> Principal:
+    """Return the caller of this request or raise NotAuthenticated.
+
+    `query_token` accepts `?access_token=` too, for EventSource and WebSocket clients, which
+    cannot set headers.
+    """
+    state = request.app.state
+    engine: Engine = state.engine
+    header = request.headers.get("authorization", "")
+    if not header and query_token and request.query_params.get("access_token"):
+        header = "Bearer " + request.query_params["access_token"]
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated(
+                "the Authorization header must be 'Bearer <token>'",
+                hint="get a token from POST /api/auth/token",
+            )
+        with engine.begin() as conn:
+            user, token_id = auth.resolve_token(conn, token=token.strip(), kind="api")
+        return Principal(user=user, via="bearer", token_id=token_id)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise NotAuthenticated(
+            "sign in first", hint="log in at /login, or send 'Authorization: Bearer <token>'"
+        )
+    settings: Settings = state.settings
+    raw = state.signer.session_token(cookie, max_age=settings.session_hours * 3600)
+    if raw is None:
+        raise NotAuthenticated("the session cookie is invalid or expired", hint="log in again")
+    if check_csrf and request.scope.get("method", "GET") not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent, state.signer.csrf_token(raw)):
+            raise ApiProblem(
+                403,
+                "missing or wrong CSRF token",
+                code="csrf_failed",
+                field=CSRF_HEADER,
+                hint=f"send the value of the {CSRF_COOKIE} cookie in the {CSRF_HEADER} header",
+            )
+    with engine.begin() as conn:
+        user, token_id = auth.resolve_token(conn, token=raw, kind="session")
+    return Principal(user=user, via="session", token_id=token_id)
+
+
+def user_from_cookie(state: Any, cookie: str) -> User | None:
+    """Return the user of a browser session cookie, or None; for pages and their assets."""
+    settings: Settings = state.settings
+    raw = state.signer.session_token(cookie, max_age=settings.session_hours * 3600)
+    if raw is None:
+        return None
+    try:
+        with state.engine.begin() as conn:
+            user, _ = auth.resolve_token(conn, token=raw, kind="session")
+    except NotAuthenticated:
+        return None
+    return user
+
+
+def _rate_limit(request: Request, principal: Principal) -> None:
+    wait = request.app.state.rate_limiter.take(principal.id)
+    if wait:
+        raise ApiProblem(
+            429,
+            "too many requests",
+            code="rate_limited",
+            hint=f"slow down; try again in {wait:.0f} s",
+            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+        )
+
+
+def current(request: Request) -> Principal:
+    """Dependency: the authenticated, rate-limited caller."""
+    principal = authenticate_request(request)
+    request.state.user_id = principal.id
+    _rate_limit(request, principal)
+    return principal
+
+
+def require(*roles: str) -> Callable[[Principal], Principal]:
+    """Dependency factory: the caller, if their role is one of `roles`."""
+
+    def check(principal: Principal = Depends(current)) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(
+                f"your role ({principal.role}) cannot do this",
+                hint=f"ask someone with one of these roles: {', '.join(roles)}",
+            )
+        return principal
+
+    return check
+
+
+reader = require(*READERS)
+writer = require(*WRITERS)
+supervisor = require(*SUPERVISORS)
