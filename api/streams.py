@@ -125,7 +125,11 @@ class Broadcaster:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self.libpq_url, autocommit=True, row_factory=dict_row, connect_timeout=5
+                    self.libpq_url,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    connect_timeout=5,
+                    application_name="fleet-listener",
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.connected = True

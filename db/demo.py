@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 from sqlalchemy import Connection, text
 
+from db.auth import hash_password
 from db.demo_data import (
     CATEGORIES,
     CITIES,
@@ -38,6 +39,14 @@ from db.timeutil import require_aware
 from db.transfers import distance_km, transfer_duration
 
 Progress = Callable[[str, int, int], None]
+
+# One sign-in per role for trying the server; published on purpose (`fleet demo-logins`).
+DEMO_LOGINS: tuple[tuple[str, str, str], ...] = (
+    ("demo-agent", "agent", "demo-agent-pass"),
+    ("demo-manager", "manager", "demo-manager-pass"),
+    ("demo-analyst", "analyst", "demo-analyst-pass"),
+    ("demo-admin", "admin", "demo-admin-pass"),
+)
 
 
 class DemoSummary(BaseModel):
@@ -334,9 +343,10 @@ class _Loader:
         return self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
 
     def load_users(self) -> int:
-        taken = set(self.conn.execute(text("SELECT username FROM users")).scalars())
+        existing = set(self.conn.execute(text("SELECT username FROM users")).scalars())
+        taken = existing | {username for username, _, _ in DEMO_LOGINS}
         base = self.next_ids("users")
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         # Per location: the manager first, then its agents (who create the bookings).
         self.staff: list[list[int]] = []
         for loc in self.locs:
@@ -350,10 +360,20 @@ class _Loader:
                     username = f"{stem}{n}"
                 taken.add(username)
                 uid = base + len(rows) + 1
-                rows.append((uid, username, f"{first} {last}", role, loc.id))
+                rows.append((uid, username, f"{first} {last}", role, loc.id, None))
                 ids.append(uid)
             self.staff.append(ids)
-        self.copy_rows("users", "id, username, full_name, role, home_location_id", rows)
+        # After the generated staff, so their ids and names do not depend on the logins;
+        # argon2 salts are random, the only part of the demo that differs between loads.
+        for username, role, password in DEMO_LOGINS:
+            if username not in existing:
+                rows.append((
+                    base + len(rows) + 1, username, f"Demo {role.title()}", role,
+                    self.locs[0].id, hash_password(password),
+                ))  # fmt: skip
+        self.copy_rows(
+            "users", "id, username, full_name, role, home_location_id, password_hash", rows
+        )
         self.set_sequence("users", rows[-1][0])
         self.progress("users", len(rows), len(rows))
         return len(rows)

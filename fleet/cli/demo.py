@@ -1,4 +1,4 @@
-"""`fleet demo-data`: fill an empty database with a deterministic demo fleet."""
+"""`fleet demo-data` and `fleet demo-logins`: a deterministic demo fleet and its sign-ins."""
 
 from __future__ import annotations
 
@@ -60,4 +60,21 @@ def demo_data(
     table = Table(title=f"demo data loaded (seed {seed})", show_header=False)
     for name, value in summary.model_dump().items():
         table.add_row(name.replace("_", " "), str(value))
+    console().print(table)
+
+
+def demo_logins(as_json: JsonFlag = False) -> None:
+    """Show the sign-ins `fleet demo-data` creates, one per role, to try the server with."""
+    logins = [
+        {"username": username, "role": role, "password": password}
+        for username, role, password in demo.DEMO_LOGINS
+    ]
+    if as_json:
+        print_json(logins)
+        return
+    table = Table(title="demo sign-ins, made by `fleet demo-data`")
+    for column in ("username", "role", "password"):
+        table.add_column(column, no_wrap=True)
+    for login in logins:
+        table.add_row(login["username"], login["role"], login["password"])
     console().print(table)

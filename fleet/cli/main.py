@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fleet.cli import alerts, board, database, demo, holds, search, vehicles
+from fleet.cli import alerts, board, database, demo, holds, search, serve, users, vehicles
 
 app = typer.Typer(
     help="Car-rental fleet availability: status, search, holds, overdue returns and conflicts.",
@@ -15,6 +15,7 @@ app = typer.Typer(
 
 app.add_typer(database.app, name="db")
 app.command("demo-data")(demo.demo_data)
+app.command("demo-logins")(demo.demo_logins)
 app.command()(vehicles.status)
 app.command("set-status")(vehicles.set_status)
 app.command()(vehicles.history)
@@ -23,9 +24,12 @@ app.command("find-customer")(vehicles.find_customer)
 app.command()(search.search)
 app.command()(search.searches)
 app.add_typer(holds.app, name="hold")
+app.add_typer(users.app, name="user")
 app.add_typer(alerts.overdue_app, name="overdue")
 app.command()(alerts.conflicts)
 app.command()(board.board)
+app.command()(serve.serve)
+app.command()(serve.openapi)
 
 if __name__ == "__main__":
     app()

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from db import availability
-from db.demo import DemoSummary, load_demo
+from db import auth, availability
+from db.demo import DEMO_LOGINS, DemoSummary, load_demo
 from db.errors import InvalidInput
 
 NOW = datetime(2026, 6, 15, 10, tzinfo=UTC)
@@ -63,7 +63,9 @@ def test_counts_match_the_summary_and_the_request(conn):
     assert summary.vehicles == _count(conn, "SELECT count(*) FROM vehicles") == 150
     assert summary.locations == _count(conn, "SELECT count(*) FROM locations") == 5
     assert 6 <= summary.categories == _count(conn, "SELECT count(*) FROM vehicle_categories") <= 8
-    assert summary.users == _count(conn, "SELECT count(*) FROM users") == 1 + 3 * 5
+    assert (
+        summary.users == _count(conn, "SELECT count(*) FROM users") == 1 + 3 * 5 + len(DEMO_LOGINS)
+    )
     assert summary.customers == _count(conn, "SELECT count(*) FROM customers") == 75
     assert summary.blocks == _count(conn, "SELECT count(*) FROM blocks")
     assert 5 * 150 <= summary.blocks <= 11 * 150  # about 8 per vehicle by default
@@ -274,3 +276,20 @@ def test_loading_twice_is_refused_and_progress_is_reported(conn):
     with pytest.raises(InvalidInput, match="already has vehicles") as err:
         _load(conn, vehicles=20)
     assert "--if-empty" in err.value.hint
+
+
+def test_demo_logins_sign_in_with_their_role_at_the_first_location(conn):
+    _load(conn, vehicles=20, locations=2)
+    first_lot = _count(conn, "SELECT id FROM locations WHERE code = 'BER1'")
+    assert {role for _, role, _ in DEMO_LOGINS} == {"agent", "manager", "analyst", "admin"}
+    for username, role, password in DEMO_LOGINS:
+        user = auth.authenticate(conn, username=username, password=password)
+        assert (user.username, user.role, user.home_location_id) == (username, role, first_lot)
+    stored = (
+        conn.execute(text("SELECT password_hash FROM users WHERE username LIKE 'demo-%'"))
+        .scalars()
+        .all()
+    )
+    assert len(stored) == 4 and all(h.startswith("$argon2id$") for h in stored)
+    # Only the demo logins have a password; the generated staff cannot sign in.
+    assert _count(conn, "SELECT count(*) FROM users WHERE password_hash IS NOT NULL") == 4

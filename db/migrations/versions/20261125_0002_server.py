@@ -57,7 +57,8 @@ CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
 ALTER TABLE availability_events ADD COLUMN seq bigint;
 UPDATE availability_events SET seq = id;
 CREATE SEQUENCE availability_events_seq_seq OWNED BY availability_events.seq;
-SELECT setval('availability_events_seq_seq', coalesce((SELECT max(seq) FROM availability_events), 0) + 1, false);
+SELECT setval('availability_events_seq_seq',
+              coalesce((SELECT max(seq) FROM availability_events), 0) + 1, false);
 CREATE UNIQUE INDEX events_seq ON availability_events (seq);
 CREATE INDEX events_unsequenced ON availability_events (tx_id) WHERE seq IS NULL;
 
