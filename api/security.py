@@ -144,18 +144,31 @@ def authenticate_request(
     if raw is None:
         raise NotAuthenticated("the session cookie is invalid or expired", hint="log in again")
     if check_csrf and request.scope.get("method", "GET") not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent, state.signer.csrf_token(raw)):
-            raise ApiProblem(
-                403,
-                "missing or wrong CSRF token",
-                code="csrf_failed",
-                field=CSRF_HEADER,
-                hint=f"send the value of the {CSRF_COOKIE} cookie in the {CSRF_HEADER} header",
-            )
+        require_csrf(request, request.headers.get(CSRF_HEADER, ""), raw)
     with engine.begin() as conn:
         user, token_id = auth.resolve_token(conn, token=raw, kind="session")
     return Principal(user=user, via="session", token_id=token_id)
+
+
+def require_csrf(request: HTTPConnection, sent: str, session_token: str) -> None:
+    """Refuse a cookie-authenticated write whose CSRF token is missing or wrong."""
+    if not hmac.compare_digest(sent, request.app.state.signer.csrf_token(session_token)):
+        raise ApiProblem(
+            403,
+            "missing or wrong CSRF token",
+            code="csrf_failed",
+            field=CSRF_HEADER,
+            hint=f"send the value of the {CSRF_COOKIE} cookie in the {CSRF_HEADER} header",
+        )
+
+
+def session_token(request: HTTPConnection) -> str | None:
+    """Return the raw session token from a valid signed cookie, if any."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    state = request.app.state
+    return state.signer.session_token(cookie, max_age=state.settings.session_hours * 3600)
 
 
 def user_from_cookie(state: Any, cookie: str) -> User | None:

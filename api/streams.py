@@ -164,7 +164,11 @@ class Broadcaster:
     async def _check_rewound(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         # A restored or truncated database numbers from a lower seq again: follow it down,
         # or every new event would look old and never be sent.
-        cur = await conn.execute("SELECT coalesce(max(seq), 0) AS seq FROM availability_events")
+        # The sequence, not max(seq): archiving may empty the table without rewinding it.
+        cur = await conn.execute(
+            "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS seq"
+            " FROM availability_events_seq_seq"
+        )
         newest = (await cur.fetchone())["seq"]
         if newest < self.last_seq:
             log.warning("event sequence went back from %s to %s; following", self.last_seq, newest)

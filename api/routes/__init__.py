@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from api.routes import auth, health, realtime, vehicles
+from api.routes import auth, docs, health, realtime, vehicles
 
-ROUTERS = [health.router, auth.router, vehicles.router, realtime.router]
+ROUTERS = [health.router, auth.router, vehicles.router, realtime.router, docs.router]

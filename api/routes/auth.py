@@ -162,15 +162,18 @@ def set_session_cookies(request: Request, response: Response, session_token: str
 
 
 @router.post("/logout", include_in_schema=False)
-def logout(request: Request) -> Response:
-    # CSRF-checked like any cookie write, so another site cannot sign staff out.
-    try:
-        principal = security.authenticate_request(request)
-    except NotAuthenticated:
-        principal = None
-    if principal is not None and principal.via == "session":
+def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    # CSRF-checked (header or form field) so another site cannot sign staff out.
+    raw = security.session_token(request)
+    if raw is not None:
+        security.require_csrf(request, request.headers.get(security.CSRF_HEADER) or csrf, raw)
         with transaction(request) as conn:
-            auth.revoke_token(conn, token_id=principal.token_id)
+            try:
+                _, token_id = auth.resolve_token(conn, token=raw, kind="session")
+            except NotAuthenticated:
+                token_id = None
+            if token_id is not None:
+                auth.revoke_token(conn, token_id=token_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
