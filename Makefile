@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format bench clean-data install install-dev
+.PHONY: run test lint format bench clean-data install install-dev browser
 
 # Debian's python3 ships without venv; install it from the package manager when missing.
 $(BIN)/python:
@@ -26,14 +26,25 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
-## make run: venv, install, embedded database, migrations, demo data, then the live fleet board.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+## make run: venv, install, embedded database, migrations, demo data, then the web server
+## (dashboard, REST API, live streams) with the demo logins printed.
 run: $(STAMP)
 	$(BIN)/fleet db upgrade
 	$(BIN)/fleet demo-data --vehicles 200 --locations 4 --seed 7 --if-empty
-	$(BIN)/fleet board
+	@echo "Demo logins (demo data only; create real users with 'fleet user add'):"
+	@$(BIN)/fleet demo-logins
+	$(BIN)/fleet serve --host $(HOST) --port $(PORT)
+
+# Page tests drive Debian's Chromium (Playwright's own browser download does not work here).
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 ## make test: venv with dev extras, lint, the whole suite with coverage of the engine.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90

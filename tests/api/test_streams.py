@@ -134,7 +134,7 @@ def test_sse_stream_is_compressed_and_resumes_with_last_event_id(api, engine):
     start = _seq(engine)
     with api.client("agent") as c:
         _flip(c, v.id, 4)
-    got, kinds, headers = sse_events(
+    got, _, headers = sse_events(
         api.url, api.tokens["agent"], last_event_id=start, until=lambda g: len(g) >= 2
     )
     assert headers["content-encoding"] == "gzip"
