@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from db import availability
 from db.blocks import Block, end_block, get_block, insert_block
 from db.errors import HoldExpired, InvalidInput
+from db.events import emit, to_json
 from db.sqlfiles import query
 
 DEFAULT_HORIZON = timedelta(hours=48)
@@ -235,3 +236,101 @@ def swap_vehicle(
             notes=f"swapped from block #{block_id}",
             event_payload={"swapped_from": block_id},
         )
+
+
+class ConflictRefresh(BaseModel):
+    """What a conflict refresh announced."""
+
+    open: int
+    detected: int
+    escalated: int
+    cleared: int
+
+
+def refresh_conflicts(
+    conn: Connection, *, now: datetime | None = None, horizon: timedelta = DEFAULT_HORIZON
+) -> ConflictRefresh:
+    """Remember the open conflicts; emit an event for each new, newly critical or cleared one.
+
+    Serialized by a transaction lock so two schedulers refreshing at once announce each
+    conflict once.
+    """
+    conn.execute(text("SELECT pg_advisory_xact_lock(7340034)"))
+    found = list_conflicts(conn, now=now, horizon=horizon, with_suggestions=False)
+    known = {
+        (r.block_id, r.kind): r
+        for r in conn.execute(
+            text(
+                "SELECT id, block_id, kind, severity, vehicle_id, location_id FROM conflict_alerts"
+                " WHERE cleared_at IS NULL"
+            )
+        )
+    }
+    locations = dict(
+        conn.execute(text("SELECT code, id FROM locations")).tuples().all()  # small table
+    )
+    detected = escalated = 0
+    for c in found:
+        location_id = locations.get(c.location_code)
+        payload = {
+            "block_id": c.block_id,
+            "block_kind": c.block_kind,
+            "conflict": c.kind,
+            "severity": c.severity,
+            "plate": c.plate,
+            "location_code": c.location_code,
+            "starts": c.starts,
+            "cause": c.cause,
+            "customer_name": c.customer_name,
+        }
+        row = known.pop((c.block_id, c.kind), None)
+        if row is None:
+            conn.execute(
+                text(
+                    "INSERT INTO conflict_alerts (block_id, kind, vehicle_id, location_id,"
+                    " severity, details) VALUES (:b, :k, :v, :l, :s, CAST(:d AS jsonb))"
+                ),
+                {
+                    "b": c.block_id,
+                    "k": c.kind,
+                    "v": c.vehicle_id,
+                    "l": location_id,
+                    "s": c.severity,
+                    "d": to_json(payload),
+                },
+            )
+            detected += 1
+            emit(
+                conn,
+                kind="conflict_detected",
+                vehicle_id=c.vehicle_id,
+                location_id=location_id,
+                payload=payload,
+            )
+        elif row.severity == "warning" and c.severity == "critical":
+            conn.execute(
+                text("UPDATE conflict_alerts SET severity = 'critical' WHERE id = :id"),
+                {"id": row.id},
+            )
+            escalated += 1
+            emit(
+                conn,
+                kind="conflict_escalated",
+                vehicle_id=c.vehicle_id,
+                location_id=location_id,
+                payload=payload,
+            )
+    for row in known.values():
+        conn.execute(
+            text("UPDATE conflict_alerts SET cleared_at = now() WHERE id = :id"), {"id": row.id}
+        )
+        emit(
+            conn,
+            kind="conflict_cleared",
+            vehicle_id=row.vehicle_id,
+            location_id=row.location_id,
+            payload={"block_id": row.block_id, "conflict": row.kind},
+        )
+    return ConflictRefresh(
+        open=len(found), detected=detected, escalated=escalated, cleared=len(known)
+    )

@@ -15,6 +15,7 @@ from fleet.cli.common import (
     console,
     counted,
     duration,
+    error_console,
     local,
     print_json,
     transaction,
@@ -87,10 +88,23 @@ def refresh(as_json: JsonFlag = False) -> None:
 def conflicts(
     location: LocationOpt = None,
     hours: Annotated[float, typer.Option(help="Look this many hours ahead.")] = 48,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh", help="Announce new, newly critical and cleared conflicts as events."
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List bookings their vehicle cannot honour, with ways to resolve each."""
     with transaction(as_json=as_json) as conn:
+        if refresh:
+            summary = conflicts_engine.refresh_conflicts(conn, horizon=timedelta(hours=hours))
+            if not as_json:
+                error_console().print(
+                    f"refreshed: {summary.detected} new, {summary.escalated} now critical,"
+                    f" {summary.cleared} cleared"
+                )
         location_id = common.location(conn, location).id if location else None
         found = conflicts_engine.list_conflicts(
             conn, location_id=location_id, horizon=timedelta(hours=hours)

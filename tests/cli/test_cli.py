@@ -375,3 +375,10 @@ def test_db_commands_report_revision_and_url(fleet_cli, lot, database_url):
     assert upgrade.exit_code == 0 and "already at" in upgrade.stdout
     shown = fleet_cli("db", "url")
     assert make_url(database_url).database in shown.stdout
+
+
+def test_conflicts_refresh_announces_each_conflict_once(fleet_cli, lot):
+    first = fleet_cli("conflicts", "--hours", 12, "--refresh")
+    assert "refreshed: 1 new" in first.stderr
+    second = fleet_cli("conflicts", "--hours", 12, "--refresh")
+    assert "refreshed: 0 new" in second.stderr

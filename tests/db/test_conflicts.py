@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from db import blocks, conflicts, holds, maintenance, status, transfers
+from db import blocks, conflicts, holds, maintenance, rentals, status, transfers
 from db.errors import BookingConflict, HoldExpired, InvalidInput, NotAvailable
 from tests.conftest import add_vehicle
 from tests.db.factories import booking, rental_under_way
@@ -328,3 +328,33 @@ def test_suggestions_are_worked_out_for_the_soonest_conflicts_only(conn, world):
     found = conflicts.list_conflicts(conn, now=world.now, suggest_for=1)
     assert [c.plate for c in found] == ["B CF 20", "B CF 21"]
     assert found[0].suggestions and found[1].suggestions == []
+
+
+def _kinds_since(conn, before: int) -> list[str]:
+    return list(
+        conn.execute(
+            text("SELECT kind FROM availability_events WHERE id > :b ORDER BY id"), {"b": before}
+        ).scalars()
+    )
+
+
+def test_refresh_announces_a_conflict_once_then_its_escalation_and_its_clearing(conn, world):
+    late, rental, nxt = _late_car_with_next_booking(conn, world, starts_in=6)
+    before = conn.execute(text("SELECT coalesce(max(id), 0) FROM availability_events")).scalar()
+
+    first = conflicts.refresh_conflicts(conn, now=world.now)
+    again = conflicts.refresh_conflicts(conn, now=world.now)
+    assert (first.detected, again.detected, again.open) == (1, 0, 1)
+    # Four hours on, Bob's pickup is within two hours: the same conflict is now critical.
+    later = conflicts.refresh_conflicts(conn, now=world.at(4.5))
+    assert later.escalated == 1 and later.detected == 0
+    # The car comes back: the conflict clears, and is announced as cleared.
+    rentals.return_vehicle(conn, block_id=rental.id, received_by=world.agent.id, at=world.now)
+    cleared = conflicts.refresh_conflicts(conn, now=world.at(4.5))
+    assert cleared.cleared == 1 and cleared.open == 0
+    kinds = [k for k in _kinds_since(conn, before) if k.startswith("conflict_")]
+    assert kinds == ["conflict_detected", "conflict_escalated", "conflict_cleared"]
+    detected = conn.execute(
+        text("SELECT payload FROM availability_events WHERE kind = 'conflict_detected'")
+    ).scalar()
+    assert detected["plate"] == late.plate and detected["block_id"] == nxt.id

@@ -9,6 +9,10 @@ deferred trigger at commit time under a transaction-level advisory lock, which i
 only after the commit is visible, so every reader sees seq values as a gap-free-in-order
 prefix ("seq > cursor" never skips a late commit).
 
+Conflicts are derived from blocks and status, so nothing marks the moment one appears;
+`conflict_alerts` remembers the open ones so a refresh can announce new and cleared conflicts
+on the event stream (and, later, push them to phones) exactly once.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25
@@ -54,6 +58,20 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
 
+CREATE TABLE conflict_alerts (
+    id           bigserial PRIMARY KEY,
+    block_id     bigint NOT NULL REFERENCES blocks(id) ON DELETE CASCADE,
+    kind         text NOT NULL,
+    vehicle_id   bigint NOT NULL REFERENCES vehicles(id),
+    location_id  bigint REFERENCES locations(id),
+    severity     text NOT NULL CHECK (severity IN ('warning', 'critical')),
+    details      jsonb NOT NULL DEFAULT '{}',
+    detected_at  timestamptz NOT NULL DEFAULT now(),
+    cleared_at   timestamptz
+);
+CREATE UNIQUE INDEX conflict_alerts_open ON conflict_alerts (block_id, kind)
+    WHERE cleared_at IS NULL;
+
 ALTER TABLE availability_events ADD COLUMN seq bigint;
 UPDATE availability_events SET seq = id;
 CREATE SEQUENCE availability_events_seq_seq OWNED BY availability_events.seq;
@@ -90,6 +108,7 @@ DROP FUNCTION fleet_sequence_events();
 DROP INDEX events_unsequenced;
 DROP INDEX events_seq;
 ALTER TABLE availability_events DROP COLUMN seq;
+DROP TABLE conflict_alerts;
 DROP TABLE idempotency_keys;
 DROP TABLE auth_tokens;
 ALTER TABLE users DROP COLUMN password_changed_at;
