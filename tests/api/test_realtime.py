@@ -76,3 +76,10 @@ def test_json_logs_carry_the_request_id(capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     record = json.loads(line)
     assert record["message"] == "hello world" and record["request_id"] == "req-123"
+
+
+def test_snapshots_are_gzip_compressed_when_asked(api):
+    with api.client("agent") as c:
+        r = c.get("/api/availability/realtime", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    assert int(r.headers["content-length"]) < len(r.content)  # httpx decoded it for us
