@@ -40,6 +40,10 @@ class LiveBoard(pn.viewable.Viewer):
         broadcaster.listeners.add(self._on_events)
         pn.state.on_session_destroyed(lambda _ctx: broadcaster.listeners.discard(self._on_events))
         self._show_connection(broadcaster.connected)
+        # Per session, never at import: the indicator follows the server's LISTEN connection.
+        pn.state.add_periodic_callback(
+            lambda: self._show_connection(broadcaster.connected), period=2000
+        )
 
     def _refresh_counts(self) -> None:
         with self._state.engine.connect() as conn:
