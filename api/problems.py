@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from db import errors
@@ -177,6 +177,43 @@ def install(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: DataError) -> JSONResponse:
+        # Values PostgreSQL cannot store (NUL characters, out-of-range numbers) are the
+        # input's fault: say so instead of failing with a 500.
+        log.info("rejected value: %s", _first_line(exc.orig))
+        return problem_response(
+            422,
+            f"a value cannot be stored: {_first_line(exc.orig)}",
+            code="invalid_input",
+            request=request,
+            hint="remove control characters and keep numbers within range",
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # The schema is the last line of defence; routes validate references first, so this
+        # is a race (the row went away meanwhile) or a reference no check covered.
+        diag = getattr(exc.orig, "diag", None)
+        constraint = getattr(diag, "constraint_name", None) or "a constraint"
+        sqlstate = getattr(exc.orig, "sqlstate", "")
+        log.warning("integrity error on %s (%s)", constraint, sqlstate)
+        if sqlstate == "23503":
+            return problem_response(
+                422,
+                f"a referenced record does not exist ({constraint})",
+                code="unknown_reference",
+                request=request,
+                hint="check the ids in the request",
+            )
+        return problem_response(
+            409,
+            f"the change conflicts with existing data ({constraint})",
+            code="conflict",
+            request=request,
+            hint="reload and try again",
+        )
+
     @app.exception_handler(DBAPIError)
     async def db_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # Bad input is validated before SQL; reaching here is our bug, so log it, hide it.
@@ -187,3 +224,7 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem_response(500, "internal error", code="internal", request=request)
+
+
+def _first_line(err: object) -> str:
+    return str(err).strip().splitlines()[0][:200] if err else "invalid value"

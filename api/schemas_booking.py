@@ -19,7 +19,8 @@ from db.audit import ChangeEvent, LogEntry
 from db.availability import Alternatives, SearchHit
 from db.overdue import OverdueRental
 
-MAX_ID = 2**63 - 1  # bigint: a larger number could only fail inside the database
+# Ids are bigint, but JavaScript clients cannot count past 2**53; nothing gets near either.
+MAX_ID = 2**53 - 1
 
 
 def _storable(value: str) -> str:
@@ -72,7 +73,7 @@ class SearchIn(Input):
     end: When
     location_id: Id = Field(description="The pickup location.")
     category_id: Id | None = Field(default=None, description="Only this category.")
-    features: Features = []
+    features: Features = Field(default_factory=list)
     limit: int = Field(default=50, ge=1, le=1000)
     with_alternatives: bool | None = Field(
         default=None,
@@ -122,7 +123,9 @@ class CancelIn(Input):
 
 
 class PickupIn(Input):
-    at: When | None = Field(default=None, description="When the keys changed hands; now if omitted.")
+    at: When | None = Field(
+        default=None, description="When the keys were handed over; now if omitted."
+    )
 
 
 class ReturnIn(Input):

@@ -119,6 +119,8 @@ def refresh_overdue(
 
     An alert staff resolved stays resolved until the rental reaches a higher level.
     """
+    # Two schedulers refreshing at once would both insert the same new alert.
+    conn.execute(text("SELECT pg_advisory_xact_lock(7340035)"))
     current = list_overdue(conn, now=now, thresholds=thresholds)
     clock = now or conn.execute(text("SELECT now()")).scalar_one()
     new = escalated = 0

@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
-from api.routes import auth, docs, health, realtime, vehicles
+from api.routes import (
+    audit,
+    auth,
+    availability,
+    conflicts,
+    docs,
+    health,
+    overdue,
+    realtime,
+    reference,
+    reservations,
+    saved_searches,
+    transfers,
+    vehicles,
+)
 
-ROUTERS = [health.router, auth.router, vehicles.router, realtime.router, docs.router]
+ROUTERS = [
+    health.router,
+    auth.router,
+    vehicles.router,
+    realtime.router,
+    docs.router,
+    availability.router,
+    reservations.router,
+    conflicts.router,
+    overdue.router,
+    audit.router,
+    transfers.router,
+    saved_searches.router,
+    reference.router,
+]

@@ -121,3 +121,12 @@ def test_plate_lookup_finds_misread_plate(api):
         r = c.get("/api/vehicles/lookup/plate", params={"q": "AP1O2"})
     assert r.status_code == 200
     assert r.json()[0]["plate"] == "B AP 102"
+
+
+def test_values_postgres_cannot_store_are_422_not_500(api):
+    with api.client("agent") as c:
+        lookup = c.get("/api/vehicles/lookup/customer", params={"q": "ab\x00cd"})
+    with api.client(None) as c:
+        token = c.post("/api/auth/token", json={"username": "a\x00b", "password": "x" * 12})
+    assert lookup.status_code == 422 and "NUL" in lookup.json()["detail"]
+    assert token.status_code in (401, 422)
