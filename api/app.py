@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import make_url
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -22,6 +23,7 @@ from db.database import make_engine, resolve_url
 from fleet.settings import Settings, get_settings
 
 log = logging.getLogger("fleet.api")
+API_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
 
 DESCRIPTION = """Live vehicle availability for car-rental staff: fleet status, availability
 search, booking locks (holds), reservations, overdue returns, conflicts, transfers and the
@@ -66,7 +68,8 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         title="Fleet availability API",
         version="1.0.0",
         description=DESCRIPTION,
-        openapi_url="/api/openapi.json",
+        # Served by api/routes/docs.py behind authentication, like everything but /healthz.
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
@@ -88,6 +91,18 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         from dashboard.app import mount_pages
 
         mount_pages(app)
+
+    def openapi() -> dict[str, Any]:
+        # bokeh-fastapi registers pages as API routes (some at startup); they are HTML pages,
+        # not part of the REST API, so the document is built from the API's own paths only.
+        if app.openapi_schema is None:
+            for route in app.routes:
+                if isinstance(route, APIRoute) and not route.path.startswith(API_PATHS):
+                    route.include_in_schema = False
+            app.openapi_schema = FastAPI.openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     # Outermost first: ids and shedding wrap everything, then page sign-in, then compression.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(PageSignIn, resolve=page_user)

@@ -60,8 +60,10 @@ class ApiProblem(Exception):
         hint: str | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        title: str | None = None,
     ) -> None:
         super().__init__(detail)
+        self.title = title
         self.status = status
         self.detail = detail
         self.code = code or TITLES.get(status, "error").lower().replace(" ", "_")
@@ -81,11 +83,12 @@ def problem_response(
     hint: str | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    title: str | None = None,
 ) -> JSONResponse:
     """Build the problem+json response."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code,
-        "title": TITLES.get(status, "Error"),
+        "title": title or TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
         "code": code,
@@ -138,6 +141,7 @@ def install(app: FastAPI) -> None:
             hint=exc.hint,
             headers=exc.headers,
             extra=exc.extra,
+            title=exc.title,
         )
 
     @app.exception_handler(RequestValidationError)

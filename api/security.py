@@ -157,6 +157,7 @@ def require_csrf(request: HTTPConnection, sent: str, session_token: str) -> None
             403,
             "missing or wrong CSRF token",
             code="csrf_failed",
+            title="CSRF check failed",
             field=CSRF_HEADER,
             hint=f"send the value of the {CSRF_COOKIE} cookie in the {CSRF_HEADER} header",
         )

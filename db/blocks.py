@@ -374,9 +374,27 @@ def end_block(
     return ended
 
 
-def mark_started(conn: Connection, *, block_id: int, at: datetime | None = None) -> datetime:
-    """Record when a block actually began (pickup, departure, start of work); return it."""
+def mark_started(
+    conn: Connection, *, block_id: int, changed_by: int, at: datetime | None = None
+) -> datetime:
+    """Record when a block actually began (pickup, departure, start of work); return it.
+
+    Starting before the booked start moves the block's start back to it, so the period covers
+    the time the car was really out (and a return before the booked start can be recorded);
+    if another booking holds the car then, BookingConflict names it.
+    """
     at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    block = get_block(conn, block_id=block_id, for_update=True)
+    if at < block.start:
+        move_block(
+            conn,
+            block_id=block_id,
+            start=at,
+            end=block.end,
+            changed_by=changed_by,
+            event_kind="block_started_early",
+            scheduled=False,
+        )
     conn.execute(
         text("UPDATE blocks SET started_at = :at, updated_at = clock_timestamp() WHERE id = :id"),
         {"at": at, "id": block_id},

@@ -44,7 +44,7 @@ def start_maintenance(
 ) -> Block:
     """Record that service work began: the vehicle goes to maintenance until the block's end."""
     block = _open_maintenance(conn, block_id)
-    mark_started(conn, block_id=block_id, at=at)
+    mark_started(conn, block_id=block_id, at=at, changed_by=changed_by)
     change_status(
         conn,
         vehicle_id=block.vehicle_id,

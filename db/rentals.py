@@ -8,7 +8,15 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, text
 
 from db.availability import check_bookable
-from db.blocks import Block, buffer_for, end_block, get_block, insert_block, move_block
+from db.blocks import (
+    Block,
+    buffer_for,
+    end_block,
+    get_block,
+    insert_block,
+    mark_started,
+    move_block,
+)
 from db.errors import InvalidInput
 from db.fleet import get_customer
 from db.status import change_status, get_status
@@ -116,13 +124,8 @@ def pick_up(
             location_id=block.start_location_id,
             metadata={"block_id": block.id, "reference": block.reference},
         )
-        conn.execute(
-            text(
-                "UPDATE blocks SET kind = 'rental', started_at = :at,"
-                " updated_at = clock_timestamp() WHERE id = :id"
-            ),
-            {"at": at, "id": block_id},
-        )
+        mark_started(conn, block_id=block_id, at=at, changed_by=handed_over_by)
+        conn.execute(text("UPDATE blocks SET kind = 'rental' WHERE id = :id"), {"id": block_id})
     return get_block(conn, block_id=block_id)
 
 

@@ -104,7 +104,7 @@ def dispatch(
     _require_transfer(block)
     if block.started_at is not None:
         raise InvalidInput(f"transfer #{block.id} already departed", field="block_id")
-    mark_started(conn, block_id=block_id, at=at)
+    mark_started(conn, block_id=block_id, at=at, changed_by=changed_by)
     change_status(
         conn,
         vehicle_id=block.vehicle_id,

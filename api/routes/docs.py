@@ -20,10 +20,10 @@ CONSTRAINTS = (
     ("exclusiveMinimum", "> {}"),
     ("maximum", "≤ {}"),
     ("exclusiveMaximum", "< {}"),
-    ("minLength", "at least {} chars"),
-    ("maxLength", "at most {} chars"),
-    ("minItems", "at least {} items"),
-    ("maxItems", "at most {} items"),
+    ("minLength", "length ≥ {}"),
+    ("maxLength", "length ≤ {}"),
+    ("minItems", "≥ {} items"),
+    ("maxItems", "≤ {} items"),
     ("pattern", "matches {}"),
 )
 _CODE = re.compile(r"`([^`]+)`")
@@ -32,7 +32,7 @@ _CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; color: #1d2330; margin: 0; background: #f4f6f8; }
 header { background: #0b5394; color: #fff; padding: 1rem 2rem; }
 header h1 { margin: 0; font-size: 1.4rem; }
-main { display: grid; grid-template-columns: 17rem 1fr; gap: 2rem; padding: 1.5rem 2rem; }
+main { display: grid; grid-template-columns: 21rem 1fr; gap: 2rem; padding: 1.5rem 2rem; }
 nav { position: sticky; top: 1rem; align-self: start; max-height: 92vh; overflow: auto;
       font-size: .85rem; }
 nav ul { list-style: none; padding-left: .8rem; margin: .2rem 0 .8rem; }
@@ -143,7 +143,8 @@ def _operation(method: str, path: str, op: dict[str, Any], document: dict[str, A
             )
             for p in params
         ]
-        parts.append("<h4>Parameters</h4>" + _table(("name", "in", "type", "", ""), rows))
+        headings = ("name", "in", "type", "use", "description")
+        parts.append("<h4>Parameters</h4>" + _table(headings, rows))
     body = op.get("requestBody")
     if body:
         body = _resolve(body, document)
@@ -154,7 +155,7 @@ def _operation(method: str, path: str, op: dict[str, Any], document: dict[str, A
                 + _fields(content.get("schema", {}), document)
             )
     rows = []
-    for code, response in op.get("responses", {}).items():
+    for code, response in sorted(op.get("responses", {}).items()):
         response = _resolve(response, document)
         content = response.get("content", {})
         shape = "; ".join(
@@ -194,7 +195,7 @@ def _fields(schema: dict[str, Any], document: dict[str, Any]) -> str:
     extra = ""
     if target.get("additionalProperties") is False:
         extra = "<p class='muted'>Other fields are refused.</p>"
-    return _table(("field", "type", "", ""), rows) + extra
+    return _table(("field", "type", "use", "description"), rows) + extra
 
 
 def _type(schema: dict[str, Any], document: dict[str, Any]) -> str:
@@ -224,14 +225,19 @@ def _type(schema: dict[str, Any], document: dict[str, Any]) -> str:
 
 def _describe(holder: dict[str, Any], schema: dict[str, Any]) -> str:
     """The description with constraints and default, for a parameter or field row."""
-    notes = [note.format(schema[key]) for key, note in CONSTRAINTS if key in schema]
+    notes = [note.format(_number(schema[key])) for key, note in CONSTRAINTS if key in schema]
     for option in schema.get("anyOf", []):
-        notes += [note.format(option[key]) for key, note in CONSTRAINTS if key in option]
+        notes += [note.format(_number(option[key])) for key, note in CONSTRAINTS if key in option]
     if "default" in schema and schema["default"] is not None:
         notes.append(f"default {schema['default']!r}")
     text = holder.get("description") or schema.get("description") or ""
     extra = f" <span class='muted'>{_e('; '.join(notes))}</span>" if notes else ""
     return _inline(text) + extra
+
+
+def _number(value: Any) -> Any:
+    # JSON numbers come back as floats (ge=1 is "minimum": 1.0); show whole ones as such.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _resolve(node: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from api.problems import ApiProblem
 from api.schemas import Snapshot
 from api.security import Principal, reader
 from api.streams import event_message, follow, sse_frame
-from db import events, status
+from db import events, fleet, status
 from db.errors import FleetError
 from db.events import to_json
 
@@ -90,6 +90,9 @@ def realtime(
                 )
         vehicles = status.list_status(conn, location_id=location_id, limit=100_000)
         counts = status.status_counts(conn)
+        if location_id is not None:
+            code = fleet.get_location(conn, id=location_id).code
+            counts = [c for c in counts if c["location"] == code]
     return Snapshot(seq=seq, full=True, since=since, vehicles=vehicles, counts=counts, as_of=now)
 
 
@@ -118,7 +121,10 @@ async def realtime_socket(
         )
         _check_origin(websocket, principal)
     except (FleetError, ApiProblem) as exc:
+        # Accept first, then close with a code: a browser can read 4401/4403 and sign in
+        # again, where a refused handshake only says "failed".
         code = 4403 if isinstance(exc, ApiProblem) else 4401
+        await websocket.accept()
         await websocket.close(code=code, reason=str(exc)[:120])
         return
     await websocket.accept()

@@ -134,10 +134,11 @@ def put_vehicle_status(
                 fingerprint=fingerprint,
             )
             if stored is not None:
+                version = (stored.response.get("status") or {}).get("version")
                 return JSONResponse(
                     stored.response,
                     status_code=stored.status_code,
-                    headers={"Idempotent-Replayed": "true"},
+                    headers={"Idempotent-Replayed": "true", "ETag": f'"{version}"'},
                 )
         optional = {
             k: getattr(body, k)

@@ -66,13 +66,17 @@ def test_metrics_report_routes_clients_and_lag(api):
 
 
 def test_json_logs_carry_the_request_id(capsys):
+    loggers = [logging.getLogger(n) for n in ("fleet", "uvicorn.error")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     logs.configure("json", "INFO")
     token = logs.request_id.set("req-123")
     try:
         logging.getLogger("fleet.test").info("hello %s", "world")
     finally:
         logs.request_id.reset(token)
-        logs.configure("text", "WARNING")
+        # Put the server's handlers back: these ones write to capsys's stream, closed soon.
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
     line = capsys.readouterr().err.strip().splitlines()[-1]
     record = json.loads(line)
     assert record["message"] == "hello world" and record["request_id"] == "req-123"

@@ -25,9 +25,7 @@ def test_two_browser_sessions_show_an_api_change_within_two_seconds(browser, api
     sessions = [_sign_in(browser, api, "agent"), _sign_in(browser, api, "manager")]
     try:
         with api.client("agent") as c:
-            r = c.put(
-                f"/api/vehicles/{v.id}/status", json={"status": "cleaning", "reason": "wash"}
-            )
+            r = c.put(f"/api/vehicles/{v.id}/status", json={"status": "cleaning", "reason": "wash"})
         assert r.status_code == 200
         sent = time.monotonic()
         seq = r.json()["status"]["version"]

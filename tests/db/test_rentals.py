@@ -413,3 +413,25 @@ def test_reservation_for_an_unknown_customer_is_refused_by_name(conn, world):
         )
     assert err.value.field == "customer"
     assert blocks.vehicle_blocks(conn, vehicle_id=v.id) == []
+
+
+def test_early_pick_up_moves_the_start_so_an_early_return_can_be_recorded(conn, world):
+    v = add_vehicle(conn, world, "B RN 60")
+    res = _reserve(conn, world, v, world.at(2), world.at(25))
+
+    rental = rentals.pick_up(conn, block_id=res.id, handed_over_by=world.agent.id, at=world.at(1))
+    assert (rental.start, rental.scheduled_end) == (world.at(1), world.at(25))
+    back = rentals.return_vehicle(
+        conn, block_id=res.id, received_by=world.agent.id, at=world.at(1.5)
+    )
+    assert back.state == "completed" and back.end == world.at(1.5)
+
+
+def test_early_pick_up_into_another_booking_is_refused_naming_it(conn, world):
+    v = add_vehicle(conn, world, "B RN 61")
+    first = _reserve(conn, world, v, world.at(1), world.at(2))
+    second = _reserve(conn, world, v, world.at(5), world.at(9))
+    with pytest.raises(BookingConflict) as err:
+        rentals.pick_up(conn, block_id=second.id, handed_over_by=world.agent.id, at=world.at(1.5))
+    assert first.id in [b["id"] for b in err.value.details["blocking"]]
+    assert status.get_status(conn, vehicle_id=v.id).status == "available"

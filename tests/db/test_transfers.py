@@ -337,3 +337,12 @@ def test_car_on_no_lot_cannot_be_sent_anywhere(conn, world):
             depart_at=world.at(4),
             created_by=world.agent.id,
         )
+
+
+def test_early_departure_moves_the_start_so_an_early_arrival_can_be_recorded(conn, world):
+    v = add_vehicle(conn, world, "B TR 60")
+    t = _to_munich(conn, world, v)
+    left = transfers.dispatch(conn, block_id=t.id, changed_by=world.agent.id, at=world.at(0.5))
+    assert left.start == world.at(0.5)
+    arrived = transfers.arrive(conn, block_id=t.id, changed_by=world.agent.id, at=world.at(0.9))
+    assert arrived.state == "completed"
