@@ -18,10 +18,9 @@ from api.deps import transaction
 from api.problems import ApiProblem
 from api.schemas import Snapshot
 from api.security import Principal, reader
-from api.streams import event_message, follow, sse_frame
+from api.streams import Message, encode, event_message, follow, sse_frame
 from db import events, fleet, status
 from db.errors import FleetError
-from db.events import to_json
 
 log = logging.getLogger("fleet.streams")
 router = APIRouter(prefix="/api/availability", tags=["real-time"])
@@ -143,7 +142,7 @@ async def realtime_socket(
         async for message in stream:
             if reader_task.done():
                 break
-            await websocket.send_text(to_json(message))
+            await websocket.send_text(encode(message))
             if message["type"] == "reload":
                 await websocket.close(code=4409, reason="reload the snapshot")
                 break
@@ -205,7 +204,8 @@ async def event_stream(
         try:
             yield _pack(packer, "retry: 2000\n\n")
             async for message in stream:
-                yield _pack(packer, sse_frame(message))
+                frame = message.sse() if isinstance(message, Message) else sse_frame(message)
+                yield _pack(packer, frame)
                 if message["type"] == "reload":
                     break
             if packer is not None:
