@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel
 from sqlalchemy import Connection, text
 
-from db.blocks import location_at
+from db.blocks import find_blocking, location_at
 from db.errors import InvalidInput, NotAvailable
 from db.fleet import get_category, get_location, list_categories, list_locations
 from db.sqlfiles import query
@@ -61,6 +61,9 @@ class Alternatives(BaseModel):
     other_locations: list[OtherLocationHit]
     nearest_windows: list[FreeWindow]
 
+
+# How many of the nearest other lots alternatives look at for the same category.
+NEARBY_LOTS = 5
 
 _PLAN_GENERIC = text(
     "SELECT current_setting('plan_cache_mode'),"
@@ -196,10 +199,17 @@ def alternatives(
     here = get_location(conn, id=location_id)
     clock = now or conn.execute(text("SELECT now()")).scalar_one()
     others: list[OtherLocationHit] = []
-    for loc in list_locations(conn):
-        if loc.id == location_id:
-            continue
-        travel = transfer_duration(loc, here)
+    # Nearest lots first, and only a few: nobody drives a car in from the far end of the
+    # network, and each lot asked is one more search.
+    nearby = sorted(
+        (
+            (transfer_duration(loc, here), loc)
+            for loc in list_locations(conn)
+            if loc.id != location_id
+        ),
+        key=lambda pair: pair[0],
+    )[:NEARBY_LOTS]
+    for travel, loc in nearby:
         depart_by = start - travel
         if depart_by <= clock:
             continue
@@ -266,24 +276,20 @@ def nearest_windows(
         },
     ).all()
     windows: list[FreeWindow] = []
-    # Verify each candidate with the real search, which also checks buffer and whereabouts.
+    buffer = get_category(conn, id=category_id).prep_buffer
+    # Verify each candidate for that one car (condition, whereabouts, overlap with buffer):
+    # a few index probes each, where a full search per candidate read the whole lot.
     for vehicle_id, s in sorted(rows, key=lambda r: r.s):
-        hits = search(
-            conn,
-            start=s,
-            end=s + length,
-            location_id=location_id,
-            category_id=category_id,
-            features=features,
-            now=now,
-            limit=1000,
-        )
-        for hit in hits:
-            if hit.vehicle_id == vehicle_id:
-                windows.append(
-                    FreeWindow(vehicle_id=vehicle_id, plate=hit.plate, start=s, end=s + length)
-                )
-                break
+        try:
+            check_bookable(conn, vehicle_id=vehicle_id, start=s, location_id=location_id)
+        except NotAvailable:
+            continue
+        if find_blocking(conn, vehicle_id=vehicle_id, start=s, end=s + length, buffer=buffer):
+            continue
+        plate = conn.execute(
+            text("SELECT plate FROM vehicles WHERE id = :v"), {"v": vehicle_id}
+        ).scalar_one()
+        windows.append(FreeWindow(vehicle_id=vehicle_id, plate=plate, start=s, end=s + length))
         if len(windows) >= limit:
             break
     return windows
