@@ -57,8 +57,11 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+# The stream and load clients (websockets, httpx) come with the dev extras.
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/realtime.py
+	$(BIN)/python benchmarks/api_load.py
 
 clean-data:
 	rm -rf .data
