@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,14 +50,22 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         url = await asyncio.to_thread(resolve_url, settings.database_url, settings.data_dir)
         engine = make_engine(
             url,
+            # As many pooled connections as requests a process runs at once: overflow
+            # connections are closed on return, so a small pool churns under load.
             pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_size,
-            pool_pre_ping=True,
+            max_overflow=max(0, settings.max_concurrent_requests - settings.db_pool_size),
+            # No pre-ping round trip per request: after a database restart the first
+            # request on a dead connection gets a 503 and SQLAlchemy drops the whole pool.
+            pool_pre_ping=False,
         )
         app.state.engine = engine
         broadcaster = Broadcaster(engine, libpq_url(url), settings.stream_queue_size)
         app.state.broadcaster = broadcaster
         await broadcaster.start()
+        # Panel and Bokeh leave ~250k long-lived objects; a full collection walking them all
+        # stalled every stream for 70-80 ms. Frozen, the collector skips them.
+        gc.collect()
+        gc.freeze()
         log.info("serving; events from seq %s", broadcaster.last_seq)
         try:
             yield
@@ -77,6 +86,7 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
     app.state.settings = settings
     app.state.signer = security.Signer(security.secret_key(settings))
     app.state.rate_limiter = security.RateLimiter(settings.rate_limit_per_minute)
+    app.state.token_cache = security.TokenCache()
     # Guessing passwords: a few tries a minute per username, whoever asks.
     app.state.login_limiter = security.RateLimiter(settings.login_attempts_per_minute)
     problems.install(app)

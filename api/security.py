@@ -111,6 +111,38 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
+class TokenCache:
+    """Bearer tokens resolved in the last few seconds, so a busy client costs no extra queries.
+
+    A token revoked through this process is dropped at once; one revoked through another
+    process (or a deactivated user) stops working within `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, User, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> tuple[User, int] | None:
+        with self._lock:
+            hit = self._entries.get(token)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1], hit[2]
+
+    def put(self, token: str, user: User, token_id: int) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[token] = (time.monotonic() + self.ttl, user, token_id)
+
+    def forget(self, token_id: int) -> None:
+        with self._lock:
+            for key in [k for k, v in self._entries.items() if v[2] == token_id]:
+                del self._entries[key]
+
+
 def authenticate_request(
     request: HTTPConnection, *, check_csrf: bool = True, query_token: bool = False
 ) -> Principal:
@@ -131,9 +163,14 @@ def authenticate_request(
                 "the Authorization header must be 'Bearer <token>'",
                 hint="get a token from POST /api/auth/token",
             )
-        with engine.begin() as conn:
-            user, token_id = auth.resolve_token(conn, token=token.strip(), kind="api")
-        return Principal(user=user, via="bearer", token_id=token_id)
+        token = token.strip()
+        cache: TokenCache = state.token_cache
+        cached = cache.get(token)
+        if cached is None:
+            with engine.begin() as conn:
+                cached = auth.resolve_token(conn, token=token, kind="api")
+            cache.put(token, *cached)
+        return Principal(user=cached[0], via="bearer", token_id=cached[1])
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise NotAuthenticated(

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
         default=1000, description="Events buffered per stream client before it must reload."
     )
     heartbeat_seconds: float = Field(default=15.0, description="Stream heartbeat interval.")
-    db_pool_size: int = Field(default=10)
+    db_pool_size: int = Field(
+        default=20, description="Database connections kept open per server process."
+    )
 
 
 @lru_cache

@@ -226,4 +226,5 @@ def my_tokens(request: Request, principal: Principal = Depends(current)) -> list
 def revoke(request: Request, token_id: int, principal: Principal = Depends(current)) -> Response:
     with transaction(request) as conn:
         auth.revoke_token(conn, token_id=token_id, user_id=principal.id)
+    request.app.state.token_cache.forget(token_id)
     return Response(status_code=204)
