@@ -181,3 +181,18 @@ def test_every_response_carries_a_request_id(api):
     with api.client("agent") as c:
         r = c.get("/api/vehicles/999999/status", headers={"X-Request-ID": "trace-42"})
     assert r.headers["x-request-id"] == "trace-42" and r.json()["request_id"] == "trace-42"
+
+
+def test_expired_session_cookie_is_refused(api, engine):
+    with closing(api.login("agent")) as browser:
+        assert browser.get("/api/auth/me").status_code == 200
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "UPDATE auth_tokens SET expires_at = now() - interval '1 second'"
+                    " WHERE user_id = :u AND kind = 'session'"
+                ),
+                {"u": api.users["agent"].id},
+            )
+        assert browser.get("/api/auth/me").status_code == 401
+        assert browser.get("/board").status_code == 303  # pages send it back to /login
