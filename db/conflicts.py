@@ -266,9 +266,7 @@ def refresh_conflicts(
             )
         )
     }
-    locations = dict(
-        conn.execute(text("SELECT code, id FROM locations")).tuples().all()  # small table
-    )
+    locations = {code: id_ for code, id_ in conn.execute(text("SELECT code, id FROM locations"))}
     detected = escalated = 0
     for c in found:
         location_id = locations.get(c.location_code)
