@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from fleet.cli import alerts, board, database, demo, holds, search, serve, users, vehicles
+from fleet.cli import (
+    alerts,
+    analytics,
+    board,
+    database,
+    demo,
+    holds,
+    search,
+    serve,
+    users,
+    vehicles,
+)
 
 app = typer.Typer(
     help="Car-rental fleet availability: status, search, holds, overdue returns and conflicts.",
@@ -30,6 +41,7 @@ app.command()(alerts.conflicts)
 app.command()(board.board)
 app.command()(serve.serve)
 app.command()(serve.openapi)
+app.command()(analytics.analytics)
 
 if __name__ == "__main__":
     app()
