@@ -1,0 +1,1 @@
+"""Feed files from the systems around us: parse and validate with polars, reasons for rejects."""
