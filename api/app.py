@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import make_url
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
@@ -20,7 +19,7 @@ from api import logs, problems, security
 from api.middleware import PageSignIn, RequestContext
 from api.routes import ROUTERS
 from api.streams import Broadcaster
-from db.database import make_engine, resolve_url
+from db.database import libpq_url, make_engine, resolve_url
 from fleet.settings import Settings, get_settings
 
 log = logging.getLogger("fleet.api")
@@ -33,11 +32,6 @@ audit trail, plus a live event stream over WebSocket and Server-Sent Events.
 Authenticate with a session cookie (browsers, via `/login`; writes then need the
 `X-CSRF-Token` header) or `Authorization: Bearer <token>` (`POST /api/auth/token`). Errors are
 RFC 9457 problem documents."""
-
-
-def libpq_url(url: str) -> str:
-    """Turn a SQLAlchemy URL into one plain psycopg accepts."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastAPI:
@@ -84,7 +78,9 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.signer = security.Signer(security.secret_key(settings))
+    app.state.signer = security.Signer(
+        security.secret_key(settings), max_age=settings.session_hours * 3600
+    )
     app.state.rate_limiter = security.RateLimiter(settings.rate_limit_per_minute)
     app.state.token_cache = security.TokenCache()
     # Guessing passwords: a few tries a minute per username, whoever asks.

@@ -71,16 +71,18 @@ class Principal:
 class Signer:
     """Signs session cookies and derives CSRF tokens from one secret."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, max_age: float) -> None:
         self._key = key.encode()
         self._cookie = URLSafeTimedSerializer(key, salt="fleet-session")
+        self.max_age = max_age
 
     def cookie_value(self, session_token: str) -> str:
         return self._cookie.dumps(session_token)
 
-    def session_token(self, cookie: str, max_age: float) -> str | None:
+    def session_token(self, cookie: str) -> str | None:
+        """Return the session token a cookie carries, if its signature and age are good."""
         try:
-            return self._cookie.loads(cookie, max_age=max_age)
+            return self._cookie.loads(cookie, max_age=self.max_age)
         except BadSignature:
             return None
 
@@ -171,13 +173,11 @@ def authenticate_request(
                 cached = auth.resolve_token(conn, token=token, kind="api")
             cache.put(token, *cached)
         return Principal(user=cached[0], via="bearer", token_id=cached[1])
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    if not request.cookies.get(SESSION_COOKIE):
         raise NotAuthenticated(
             "sign in first", hint="log in at /login, or send 'Authorization: Bearer <token>'"
         )
-    settings: Settings = state.settings
-    raw = state.signer.session_token(cookie, max_age=settings.session_hours * 3600)
+    raw = session_token(request)
     if raw is None:
         raise NotAuthenticated("the session cookie is invalid or expired", hint="log in again")
     if check_csrf and request.scope.get("method", "GET") not in SAFE_METHODS:
@@ -203,16 +203,12 @@ def require_csrf(request: HTTPConnection, sent: str, session_token: str) -> None
 def session_token(request: HTTPConnection) -> str | None:
     """Return the raw session token from a valid signed cookie, if any."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        return None
-    state = request.app.state
-    return state.signer.session_token(cookie, max_age=state.settings.session_hours * 3600)
+    return request.app.state.signer.session_token(cookie) if cookie else None
 
 
 def user_from_cookie(state: Any, cookie: str) -> User | None:
     """Return the user of a browser session cookie, or None; for pages and their assets."""
-    settings: Settings = state.settings
-    raw = state.signer.session_token(cookie, max_age=settings.session_hours * 3600)
+    raw = state.signer.session_token(cookie)
     if raw is None:
         return None
     try:

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,11 @@ def sqlalchemy_url(url: str) -> str:
             f"unsupported database URL scheme {parsed.drivername!r}: use postgresql://user@host/db"
         )
     return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str | URL) -> str:
+    """Turn a SQLAlchemy URL into one libpq (plain psycopg) accepts."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def start_embedded(data_dir: Path, *, cleanup_mode: str | None = None) -> str:

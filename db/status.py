@@ -144,11 +144,19 @@ def list_status(
     *,
     location_id: int | None = None,
     status: str | None = None,
+    vehicle_ids: list[int] | None = None,
     now: datetime | None = None,
     limit: int = 1000,
 ) -> list[VehicleStatus]:
-    """Return the fleet board: every vehicle's status, overdue first, then by plate."""
-    sql = _STATUS_SQL + " WHERE v.active"
+    """Return the fleet board: every vehicle's status, overdue first, then by plate.
+
+    With `vehicle_ids`, exactly those vehicles (retired ones too: a client holding one in
+    its list must learn what became of it).
+    """
+    if vehicle_ids is not None:
+        sql = _STATUS_SQL + " WHERE s.vehicle_id = ANY(:ids)"
+    else:
+        sql = _STATUS_SQL + " WHERE v.active"
     if location_id is not None:
         sql += " AND s.location_id = :loc"
     if status is not None:
@@ -162,7 +170,8 @@ def list_status(
             sql += " AND s.current_status = :status"
     sql += " ORDER BY overdue DESC, v.plate LIMIT :limit"
     rows = conn.execute(
-        text(sql), {"loc": location_id, "status": status, "now": now, "limit": limit}
+        text(sql),
+        {"loc": location_id, "status": status, "ids": vehicle_ids, "now": now, "limit": limit},
     ).mappings()
     return [VehicleStatus.model_validate(dict(r)) for r in rows]
 

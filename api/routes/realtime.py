@@ -66,7 +66,7 @@ def realtime(
             )
             if len(changed) <= MAX_CHANGES:
                 touched = sorted({e["vehicle_id"] for e in changed if e["vehicle_id"]})
-                vehicles = [status.get_status(conn, vehicle_id=v) for v in touched]
+                vehicles = status.list_status(conn, vehicle_ids=touched, limit=len(touched) or 1)
                 if location_id is not None:
                     # A car that left the lot is reported too, so the client can drop it.
                     keep = {e["vehicle_id"] for e in changed if e["location_id"] == location_id} | {

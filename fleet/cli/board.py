@@ -14,9 +14,9 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
+from db.database import libpq_url
 from db.errors import FleetError, InvalidInput
 from db.events import CHANNEL
 from fleet.cli import common
@@ -59,11 +59,6 @@ def board(
         if listener is not None:
             with contextlib.suppress(psycopg.Error):
                 listener.close()
-
-
-def libpq_url(url: str | URL) -> str:
-    """Turn the SQLAlchemy URL into one libpq (plain psycopg) accepts."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def listen(url: str) -> psycopg.Connection | None:

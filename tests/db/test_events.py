@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 from db import events, status
+from db.database import libpq_url
 from tests.conftest import add_vehicle, build_world
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def test_listener_is_woken_with_the_event_id_after_commit(committed, database_url):
-    with psycopg.connect(_libpq(database_url), autocommit=True) as listener:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as listener:
         listener.execute(f"LISTEN {events.CHANNEL}")
         with committed.begin() as c:
             world = build_world(c)

@@ -207,3 +207,11 @@ def test_reason_is_required_and_status_must_exist(conn, world):
         status.change_status(
             conn, vehicle_id=v.id, new_status="overdue", changed_by=world.agent.id, reason="no"
         )
+
+
+def test_list_status_by_ids_returns_exactly_those_vehicles(conn, world):
+    a = add_vehicle(conn, world, "B ID 1")
+    add_vehicle(conn, world, "B ID 2")
+    c = add_vehicle(conn, world, "B ID 3")
+    got = status.list_status(conn, vehicle_ids=[c.id, a.id])
+    assert sorted(v.plate for v in got) == ["B ID 1", "B ID 3"]
