@@ -370,15 +370,24 @@ def list_categories(conn: Connection) -> list[Category]:
     return [Category.model_validate(dict(r)) for r in rows]
 
 
-def system_user_id(conn: Connection) -> int:
-    """Return the id of the 'system' user that automatic changes are attributed to."""
-    uid = conn.execute(text("SELECT id FROM users WHERE username = 'system'")).scalar()
+def system_user_id(conn: Connection, username: str = "system", full_name: str = "System") -> int:
+    """Return the id of a system account that automatic changes are attributed to.
+
+    `system` for the pipeline's own work; `feed-contracts` and the like for each feed, so the
+    audit trail says which outside system caused a change. Created on first use.
+    """
+    uid = conn.execute(text("SELECT id FROM users WHERE username = :u"), {"u": username}).scalar()
     if uid is None:
         uid = conn.execute(
             text(
-                "INSERT INTO users (username, full_name, role)"
-                " VALUES ('system', 'System', 'system')"
+                "INSERT INTO users (username, full_name, role) VALUES (:u, :name, 'system')"
                 " ON CONFLICT (username) DO UPDATE SET username = EXCLUDED.username RETURNING id"
-            )
+            ),
+            {"u": username, "name": full_name},
         ).scalar_one()
     return uid
+
+
+def feed_user_id(conn: Connection, feed: str) -> int:
+    """Return the system account of one feed (contracts, maintenance, returns, transfers)."""
+    return system_user_id(conn, f"feed-{feed}", f"{feed.capitalize()} feed")

@@ -220,7 +220,7 @@ def change_status(
     block_id: int | None = _UNSET,
     expected_available_at: datetime | None = _UNSET,
     metadata: dict[str, Any] | None = None,
-    source: str = "staff",
+    source: str | None = None,
     reverts_log_id: int | None = None,
     enforce_transitions: bool = True,
     allow_same: bool = False,
@@ -291,14 +291,18 @@ def change_status(
         {**new, "by": changed_by, "vehicle_id": vehicle_id},
     ).one()
     version = row.version
-    log_id = conn.execute(
+    logged = conn.execute(
         text(
             "INSERT INTO vehicle_status_log (vehicle_id, old_status, new_status, old_location_id,"
             " new_location_id, old_state, new_state, version, changed_by, change_reason, source,"
             " metadata, reverts_log_id, changed_at)"
             " VALUES (:vehicle_id, :old_status, :new_status, :old_loc, :new_loc,"
             " CAST(:old_state AS jsonb), CAST(:new_state AS jsonb), :version, :by, :reason,"
-            " :source, CAST(:metadata AS jsonb), :reverts, clock_timestamp()) RETURNING id"
+            # Unless told, the author's account says who changed it: staff, a feed or the system.
+            " coalesce(:source, (SELECT CASE WHEN u.username LIKE 'feed-%' THEN 'feed'"
+            " WHEN u.role = 'system' THEN 'system' ELSE 'staff' END"
+            " FROM users u WHERE u.id = :by)),"
+            " CAST(:metadata AS jsonb), :reverts, clock_timestamp()) RETURNING id, source"
         ),
         {
             "vehicle_id": vehicle_id,
@@ -315,7 +319,8 @@ def change_status(
             "metadata": to_json(metadata or {}),
             "reverts": reverts_log_id,
         },
-    ).scalar_one()
+    ).one()
+    log_id, source = logged.id, logged.source
     updated = get_status(conn, vehicle_id=vehicle_id)
     event_id = emit(
         conn,

@@ -60,6 +60,49 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=20, description="Database connections kept open per server process."
     )
+    # The pipeline (feeds, materialized tables, notifications, archive).
+    inbox: str | None = Field(
+        default=None,
+        description="Where feed files arrive: a folder (default FLEET_DATA_DIR/inbox) or any"
+        " URL polars/fsspec can list and read (s3://bucket/feeds, ...).",
+    )
+    archive_dir: Path | None = Field(
+        default=None,
+        description="Where history older than the retention moves as Parquet"
+        " (default FLEET_DATA_DIR/archive).",
+    )
+    history_retention_days: int = Field(
+        default=90, description="Days of status history kept in PostgreSQL before archiving."
+    )
+    materialize_days: int = Field(
+        default=30, description="Days ahead the availability table covers, per vehicle."
+    )
+    notify_webhook_urls: list[str] = Field(
+        default=[], description="Webhook URLs that receive alert notifications as JSON POSTs."
+    )
+    notify_email_to: list[str] = Field(
+        default=[], description="E-mail addresses that receive alert notifications."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP relay for e-mail alerts.")
+    smtp_port: int = Field(default=25)
+    smtp_username: str | None = Field(default=None)
+    smtp_password: str | None = Field(default=None)
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection to TLS.")
+    smtp_from: str = Field(default="fleet@localhost", description="Sender of e-mail alerts.")
+    notify_max_attempts: int = Field(
+        default=8, description="Delivery attempts per notification before it is marked failed."
+    )
+    prefect_port: int = Field(default=4200, description="Port of the local Prefect server.")
+
+    @property
+    def inbox_location(self) -> str:
+        """The feed inbox as a folder path or URL."""
+        return self.inbox or str(self.data_dir / "inbox")
+
+    @property
+    def archive_location(self) -> Path:
+        """The Parquet history archive folder."""
+        return self.archive_dir or self.data_dir / "archive"
 
 
 @lru_cache

@@ -18,7 +18,9 @@ from db.database import make_engine, sqlalchemy_url, start_embedded
 from fleet.settings import Settings
 
 DATA_TABLES = (
-    "saved_searches, availability_cache, overdue_vehicles, availability_events,"
+    "notification_outbox, pipeline_state, history_archives, feed_rejects, feed_records,"
+    " contracts, feed_files, saved_searches, availability_cache, overdue_vehicles,"
+    " availability_events,"
     " vehicle_status_log, vehicle_status_realtime, blocks, vehicles, customers, users,"
     " vehicle_categories, locations"
 )
