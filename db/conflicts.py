@@ -123,7 +123,27 @@ def _cause_block(r) -> int | None:
 
 
 def _suggest(conn: Connection, r, now: datetime | None) -> list[Suggestion]:
-    start, end = max(r["starts"], now or r["starts"]), r["ends"]
+    return suggest(
+        conn,
+        start=r["starts"],
+        end=r["ends"],
+        location_id=r["start_location_id"],
+        category_id=r["category_id"],
+        now=now,
+    )
+
+
+def suggest(
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    location_id: int,
+    category_id: int,
+    now: datetime | None = None,
+) -> list[Suggestion]:
+    """Ways to serve a booking of this category at this lot: swap, upgrade, or transfer in."""
+    start = max(start, now or start)
     if end <= start:
         return []
     out: list[Suggestion] = []
@@ -131,8 +151,8 @@ def _suggest(conn: Connection, r, now: datetime | None) -> list[Suggestion]:
         conn,
         start=start,
         end=end,
-        location_id=r["start_location_id"],
-        category_id=r["category_id"],
+        location_id=location_id,
+        category_id=category_id,
         now=now,
         limit=3,
     ):
@@ -149,8 +169,8 @@ def _suggest(conn: Connection, r, now: datetime | None) -> list[Suggestion]:
         conn,
         start=start,
         end=end,
-        location_id=r["start_location_id"],
-        category_id=r["category_id"],
+        location_id=location_id,
+        category_id=category_id,
         now=now,
         per_option=2,
     )
@@ -262,8 +282,10 @@ def refresh_conflicts(
         for r in conn.execute(
             text(
                 "SELECT id, block_id, kind, severity, vehicle_id, location_id FROM conflict_alerts"
-                " WHERE cleared_at IS NULL"
-            )
+                " WHERE cleared_at IS NULL AND kind = ANY(:kinds)"
+            ),
+            # Collisions reported by feeds are cleared by the feed, not by this derivation.
+            {"kinds": list(CAUSES)},
         )
     }
     locations = {code: id_ for code, id_ in conn.execute(text("SELECT code, id FROM locations"))}
@@ -332,3 +354,71 @@ def refresh_conflicts(
     return ConflictRefresh(
         open=len(found), detected=detected, escalated=escalated, cleared=len(known)
     )
+
+
+FEED_COLLISION = "feed_collision"
+
+
+def record_feed_collision(
+    conn: Connection, *, block_id: int, vehicle_id: int, location_id: int, details: dict
+) -> bool:
+    """Open an alert for a feed record the fleet cannot honour (once per record); announce it.
+
+    `block_id` is the booking in the way. Returns whether a new alert was opened.
+    """
+    kind = f"{FEED_COLLISION}:{details['external_id']}"
+    inserted = conn.execute(
+        text(
+            "INSERT INTO conflict_alerts (block_id, kind, vehicle_id, location_id, severity,"
+            " details) SELECT :b, :k, :v, :l, 'critical', CAST(:d AS jsonb)"
+            " WHERE NOT EXISTS (SELECT 1 FROM conflict_alerts WHERE kind = :k"
+            " AND cleared_at IS NULL) RETURNING id"
+        ),
+        {"b": block_id, "k": kind, "v": vehicle_id, "l": location_id, "d": to_json(details)},
+    ).scalar()
+    if inserted is None:
+        return False
+    blocking = get_block(conn, block_id=block_id)
+    emit(
+        conn,
+        kind="conflict_detected",
+        vehicle_id=vehicle_id,
+        location_id=location_id,
+        payload={
+            "block_id": block_id,
+            "block_kind": blocking.kind,
+            "conflict": FEED_COLLISION,
+            "severity": "critical",
+            "plate": blocking.plate,
+            "starts": details.get("pickup_at"),
+            "cause": details.get("reason"),
+            "customer_name": blocking.customer_name,
+            "external_id": details["external_id"],
+            "suggestions": details.get("suggestions", []),
+        },
+    )
+    return True
+
+
+def clear_feed_collision(conn: Connection, *, external_id: str) -> int:
+    """Close the collision alert of a feed record that now applied; announce the clearing."""
+    rows = conn.execute(
+        text(
+            "UPDATE conflict_alerts SET cleared_at = now() WHERE kind = :k AND cleared_at IS NULL"
+            " RETURNING block_id, vehicle_id, location_id"
+        ),
+        {"k": f"{FEED_COLLISION}:{external_id}"},
+    ).all()
+    for r in rows:
+        emit(
+            conn,
+            kind="conflict_cleared",
+            vehicle_id=r.vehicle_id,
+            location_id=r.location_id,
+            payload={
+                "block_id": r.block_id,
+                "conflict": FEED_COLLISION,
+                "external_id": external_id,
+            },
+        )
+    return len(rows)
