@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format bench clean-data install install-dev browser
+.PHONY: run pipeline test lint format bench clean-data install install-dev browser
 
 # Debian's python3 ships without venv; install it from the package manager when missing.
 $(BIN)/python:
@@ -28,15 +28,27 @@ install-dev: $(DEV_STAMP)
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
+PREFECT_PORT ?= $(or $(FLEET_PREFECT_PORT),4200)
 
 ## make run: venv, install, embedded database, migrations, demo data, then the web server
-## (dashboard, REST API, live streams) with the demo logins printed.
+## (dashboard, REST API, live streams) with the demo logins printed, and beside it the
+## pipeline: a local Prefect server (UI on PREFECT_PORT) serving the scheduled flows.
+## Ctrl-C (or the web server ending) stops both.
 run: $(STAMP)
 	$(BIN)/fleet db upgrade
 	$(BIN)/fleet demo-data --vehicles 200 --locations 4 --seed 7 --if-empty
+	$(BIN)/fleet feeds demo --once
 	@echo "Demo logins (demo data only; create real users with 'fleet user add'):"
 	@$(BIN)/fleet demo-logins
-	$(BIN)/fleet serve --host $(HOST) --port $(PORT)
+	@echo "fleet: web http://$(HOST):$(PORT)/  Prefect UI http://127.0.0.1:$(PREFECT_PORT)/"
+	@FLEET_PREFECT_PORT=$(PREFECT_PORT) $(BIN)/fleet pipeline serve & pipeline=$$!; \
+	  trap 'kill $$pipeline 2>/dev/null; wait $$pipeline 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/fleet serve --host $(HOST) --port $(PORT)
+
+## make pipeline: only the pipeline (local Prefect server and the scheduled flows).
+pipeline: $(STAMP)
+	$(BIN)/fleet db upgrade
+	FLEET_PREFECT_PORT=$(PREFECT_PORT) $(BIN)/fleet pipeline serve
 
 # Page tests drive Debian's Chromium (Playwright's own browser download does not work here).
 browser:
@@ -62,6 +74,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/realtime.py
 	$(BIN)/python benchmarks/api_load.py
+	$(BIN)/python benchmarks/ingest.py
 
 clean-data:
 	rm -rf .data

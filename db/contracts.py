@@ -158,6 +158,54 @@ def _link_customers(conn: Connection) -> None:
     conn.execute(_LINK_CUSTOMERS)
 
 
+_BULK_RESERVE = text(
+    "WITH cand AS ("
+    "  SELECT c.id, c.external_id, c.version, c.vehicle_id, c.customer_id,"
+    "    c.pickup_location_id, c.return_location_id, c.pickup_at, c.return_at,"
+    "    tstzrange(c.pickup_at, c.return_at + cat.prep_buffer) AS blocked"
+    "  FROM contracts c JOIN vehicles v ON v.id = c.vehicle_id AND v.active"
+    "  JOIN vehicle_categories cat ON cat.id = v.category_id"
+    "  WHERE c.applied_version < c.version AND c.block_id IS NULL"
+    "    AND c.event IN ('created', 'modified', 'extended') AND c.pickup_at > :now"
+    "    AND c.customer_id IS NOT NULL),"
+    " ordered AS ("
+    "  SELECT cand.*, max(upper(blocked)) OVER (PARTITION BY vehicle_id ORDER BY"
+    "    lower(blocked), id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end"
+    "  FROM cand),"
+    " clear AS ("
+    "  SELECT o.* FROM ordered o"
+    "  WHERE (o.prev_end IS NULL OR o.prev_end <= lower(o.blocked))"
+    "    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.vehicle_id = o.vehicle_id"
+    "      AND b.state IN ('active', 'completed') AND b.blocked && o.blocked)),"
+    " ins AS ("
+    "  INSERT INTO blocks (vehicle_id, kind, period, blocked, scheduled_end,"
+    "    start_location_id, end_location_id, customer_id, reference, created_by, notes)"
+    "  SELECT vehicle_id, 'reservation', tstzrange(pickup_at, return_at), blocked,"
+    "    return_at, pickup_location_id, return_location_id, customer_id, external_id, :by,"
+    "    'contract ' || external_id || ' version ' || version"
+    "  FROM clear RETURNING *),"
+    # The contract's external id is the block's reference: one index probe per row, whatever
+    # the planner thinks of the CTEs' sizes.
+    " linked AS ("
+    "  UPDATE contracts c SET block_id = ins.id, applied_version = c.version,"
+    "    outcome = 'reserved'"
+    "  FROM ins WHERE c.external_id = ins.reference RETURNING c.id)"
+    " INSERT INTO availability_events (kind, vehicle_id, location_id, actor_id, payload)"
+    " SELECT 'reservation_created', ins.vehicle_id, ins.start_location_id, :by,"
+    "   jsonb_build_object('id', ins.id, 'vehicle_id', ins.vehicle_id, 'plate', v.plate,"
+    "     'kind', ins.kind, 'state', ins.state, 'start', lower(ins.period),"
+    "     'end', upper(ins.period), 'blocked_until', upper(ins.blocked),"
+    "     'scheduled_end', ins.scheduled_end, 'start_location_id', ins.start_location_id,"
+    "     'end_location_id', ins.end_location_id, 'customer_id', ins.customer_id,"
+    "     'customer_name', cu.name, 'reference', ins.reference, 'expires_at', NULL,"
+    "     'started_at', NULL, 'finished_at', NULL, 'created_by', ins.created_by,"
+    "     'created_at', ins.created_at, 'time_zone', l.time_zone, 'source', 'feed')"
+    " FROM ins JOIN vehicles v ON v.id = ins.vehicle_id"
+    " JOIN locations l ON l.id = ins.start_location_id"
+    " LEFT JOIN customers cu ON cu.id = ins.customer_id"
+)
+
+
 def _bulk_reserve(conn: Connection, *, now: datetime, by: int) -> int:
     """Insert new future contracts that collide with nothing as reservations, in one go.
 
@@ -166,55 +214,9 @@ def _bulk_reserve(conn: Connection, *, now: datetime, by: int) -> int:
     guards the insert: a booking committed meanwhile makes the statement fail, and then
     everything goes the one-by-one way.
     """
-    sql = text(
-        "WITH cand AS ("
-        "  SELECT c.id, c.external_id, c.version, c.vehicle_id, c.customer_id,"
-        "    c.pickup_location_id, c.return_location_id, c.pickup_at, c.return_at,"
-        "    tstzrange(c.pickup_at, c.return_at + cat.prep_buffer) AS blocked"
-        "  FROM contracts c JOIN vehicles v ON v.id = c.vehicle_id AND v.active"
-        "  JOIN vehicle_categories cat ON cat.id = v.category_id"
-        "  WHERE c.applied_version < c.version AND c.block_id IS NULL"
-        "    AND c.event IN ('created', 'modified', 'extended') AND c.pickup_at > :now"
-        "    AND c.customer_id IS NOT NULL),"
-        " ordered AS ("
-        "  SELECT cand.*, max(upper(blocked)) OVER (PARTITION BY vehicle_id ORDER BY"
-        "    lower(blocked), id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end"
-        "  FROM cand),"
-        " clear AS ("
-        "  SELECT o.* FROM ordered o"
-        "  WHERE (o.prev_end IS NULL OR o.prev_end <= lower(o.blocked))"
-        "    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.vehicle_id = o.vehicle_id"
-        "      AND b.state IN ('active', 'completed') AND b.blocked && o.blocked)),"
-        " ins AS ("
-        "  INSERT INTO blocks (vehicle_id, kind, period, blocked, scheduled_end,"
-        "    start_location_id, end_location_id, customer_id, reference, created_by, notes)"
-        "  SELECT vehicle_id, 'reservation', tstzrange(pickup_at, return_at), blocked,"
-        "    return_at, pickup_location_id, return_location_id, customer_id, external_id, :by,"
-        "    'contract ' || external_id || ' version ' || version"
-        "  FROM clear RETURNING *),"
-        " linked AS ("
-        "  UPDATE contracts c SET block_id = ins.id, applied_version = c.version,"
-        "    outcome = 'reserved'"
-        "  FROM ins JOIN clear ON clear.external_id = ins.reference"
-        "    AND clear.vehicle_id = ins.vehicle_id"
-        "  WHERE c.id = clear.id RETURNING c.id)"
-        " INSERT INTO availability_events (kind, vehicle_id, location_id, actor_id, payload)"
-        " SELECT 'reservation_created', ins.vehicle_id, ins.start_location_id, :by,"
-        "   jsonb_build_object('id', ins.id, 'vehicle_id', ins.vehicle_id, 'plate', v.plate,"
-        "     'kind', ins.kind, 'state', ins.state, 'start', lower(ins.period),"
-        "     'end', upper(ins.period), 'blocked_until', upper(ins.blocked),"
-        "     'scheduled_end', ins.scheduled_end, 'start_location_id', ins.start_location_id,"
-        "     'end_location_id', ins.end_location_id, 'customer_id', ins.customer_id,"
-        "     'customer_name', cu.name, 'reference', ins.reference, 'expires_at', NULL,"
-        "     'started_at', NULL, 'finished_at', NULL, 'created_by', ins.created_by,"
-        "     'created_at', ins.created_at, 'time_zone', l.time_zone, 'source', 'feed')"
-        " FROM ins JOIN vehicles v ON v.id = ins.vehicle_id"
-        " JOIN locations l ON l.id = ins.start_location_id"
-        " LEFT JOIN customers cu ON cu.id = ins.customer_id"
-    )
     try:
         with conn.begin_nested():
-            inserted = conn.execute(sql, {"now": now, "by": by}).rowcount
+            inserted = conn.execute(_BULK_RESERVE, {"now": now, "by": by}).rowcount
     except IntegrityError:
         return 0
     if inserted:
@@ -233,7 +235,11 @@ def apply_pending(
     """Bring the fleet in line with every contract whose newest version is not applied yet."""
     clock = now or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     by = feed_user_id(conn, "contracts")
+    # Fresh statistics for rows this transaction just wrote, so big loads get hash joins
+    # (estimated at one row, the set-based insert below probes blocks once per contract).
+    conn.execute(text("ANALYZE contracts"))
     _link_customers(conn)
+    conn.execute(text("ANALYZE contracts, customers"))
     summary = ApplySummary()
     summary.reserved = _bulk_reserve(conn, now=clock, by=by)
     pending = conn.execute(

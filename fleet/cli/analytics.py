@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
@@ -23,15 +24,36 @@ def analytics(
     ] = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     as_json: JsonFlag = False,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive-dir",
+            help="Parquet history archive to include (default: FLEET_ARCHIVE_DIR or"
+            " FLEET_DATA_DIR/archive).",
+        ),
+    ] = None,
 ) -> None:
-    """Query the fleet's history with DuckDB (views in schema `fleet`, tables under `pg`)."""
+    """Query the fleet's history with DuckDB (views in schema `fleet`, tables under `pg`).
+
+    Status history and events span the Parquet archive and the live database; see
+    docs/analytics.md for the views and example queries.
+    """
     if as_csv and as_json:
         error_console().print("choose one of --csv and --json")
+        raise typer.Exit(common.EXIT_INPUT)
+    if archive_dir is not None and not archive_dir.is_dir():
+        # An explicit archive that is not there is a typo, not an empty archive.
+        error_console().print(
+            f"--archive-dir {archive_dir} is not a folder; give the archive folder the"
+            " pipeline writes (FLEET_ARCHIVE_DIR), or leave the option out"
+        )
         raise typer.Exit(common.EXIT_INPUT)
     with reporting(as_json=as_json):
         url = common.database_url()
     con = connect(
-        postgres_url=url, extension_directory=get_settings().data_dir / "duckdb-extensions"
+        postgres_url=url,
+        extension_directory=get_settings().data_dir / "duckdb-extensions",
+        archive_dir=archive_dir,
     )
     try:
         if query is not None:

@@ -10,7 +10,9 @@ from fleet.cli import (
     board,
     database,
     demo,
+    feeds,
     holds,
+    pipeline,
     search,
     serve,
     users,
@@ -42,6 +44,8 @@ app.command()(board.board)
 app.command()(serve.serve)
 app.command()(serve.openapi)
 app.command()(analytics.analytics)
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(feeds.app, name="feeds")
 
 if __name__ == "__main__":
     app()

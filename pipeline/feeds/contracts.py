@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+
+from pipeline.feeds import base
+from pipeline.feeds.base import ParsedFeed, Reject, typed_name
+
+__all__ = ["EVENTS", "FIELDS", "OPTIONAL", "REQUIRED", "ParsedFeed", "Reject", "parse"]
 
 EVENTS = ("created", "modified", "extended", "closed", "cancelled")
 REQUIRED = (
@@ -22,41 +26,9 @@ REQUIRED = (
     "return_at",
 )
 OPTIONAL = ("customer_phone", "customer_email")
+FIELDS = (*REQUIRED, *OPTIONAL)
 TIMES = ("updated_at", "pickup_at", "return_at")
-
-
-@dataclass
-class Reject:
-    """A row that cannot be loaded: where it was, what it said, and why."""
-
-    line: int
-    raw: dict[str, str | None]
-    reason: str
-
-
-@dataclass
-class ParsedFeed:
-    """Typed good rows (with their line numbers) and the rejects, from one file."""
-
-    rows: pl.DataFrame
-    rejects: list[Reject] = field(default_factory=list)
-
-
-def read_raw(data: bytes, fmt: str) -> pl.DataFrame:
-    """Read every column as text, with the file's line number of each record."""
-    if fmt == "csv":
-        frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
-        first_line = 2  # after the header
-    elif fmt == "ndjson":
-        frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-        frame = frame.select(pl.all().cast(pl.String))
-        first_line = 1
-    else:
-        raise ValueError(f"unknown feed format {fmt!r}: csv or ndjson")
-    for name in (*REQUIRED, *OPTIONAL):
-        if name not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    return frame.with_row_index("line", offset=first_line)
+TEXT = ("external_id", "customer_name", "customer_phone", "customer_email")
 
 
 def parse(
@@ -65,79 +37,56 @@ def parse(
     fmt: str,
     known_plates: set[str],
     known_locations: set[str],
+    now: datetime | None = None,
 ) -> ParsedFeed:
-    """Type and check a contract feed; every row is either a typed row or a reject with a reason."""
-    raw = read_raw(data.read_bytes() if isinstance(data, Path) else data, fmt)
-    text = {c: pl.col(c).str.strip_chars() for c in (*REQUIRED, *OPTIONAL)}
-    typed = raw.with_columns(
-        *(text[c].alias(c) for c in (*REQUIRED, *OPTIONAL)),
+    """Type and check a contract feed; every row is either a typed row or a reject with a reason.
+
+    `now` is accepted for symmetry with the other feeds and not used: a contract may lie in
+    the past or the future. Raises `ValueError` for an unknown `fmt` (and its subclass
+    `FeedFileError` for a file that cannot be read at all).
+    """
+    base.require_aware(now)
+    raw = base.read_raw(data, fmt, FIELDS)
+    typed = raw.frame.with_columns(
+        *(base.text(c) for c in TEXT),
+        base.lowered("event"),
+        base.plate("plate"),
+        base.code("pickup_location"),
+        base.code("return_location"),
+        base.text("version"),
+        *(base.text(c) for c in TIMES),
     ).with_columns(
-        pl.col("version").cast(pl.Int64, strict=False).alias("version_n"),
-        *(
-            # Times must carry their offset: a naive time is ambiguous across our zones.
-            pl.col(c).str.to_datetime(strict=False, time_zone="UTC").alias(f"{c}_t")
-            for c in TIMES
-        ),
-        pl.col("plate").str.to_uppercase().alias("plate"),
-        pl.col("pickup_location").str.to_uppercase().alias("pickup_location"),
-        pl.col("return_location").str.to_uppercase().alias("return_location"),
+        base.integer("version"),
+        *(base.time(c) for c in TIMES),
     )
-    missing = [
-        pl.when(pl.col(c).is_null() | (pl.col(c) == "")).then(pl.lit(f"{c} is missing"))
-        for c in REQUIRED
-    ]
     checks = [
-        *missing,
-        pl.when(pl.col("version_n").is_null() | (pl.col("version_n") < 1)).then(
-            pl.lit("version must be a whole number of at least 1")
-        ),
-        pl.when(~pl.col("event").is_in(EVENTS)).then(
-            pl.lit(f"event must be one of {', '.join(EVENTS)}")
-        ),
-        *(
-            pl.when(pl.col(f"{c}_t").is_null()).then(
-                pl.lit(
-                    f"{c} must be an ISO 8601 time with its UTC offset, like 2026-12-01T10:00+01:00"
-                )
-            )
-            for c in TIMES
-        ),
-        pl.when(~pl.col("plate").is_in(sorted(known_plates))).then(pl.lit("unknown plate")),
-        pl.when(~pl.col("pickup_location").is_in(sorted(known_locations))).then(
-            pl.lit("unknown pickup_location")
-        ),
-        pl.when(~pl.col("return_location").is_in(sorted(known_locations))).then(
-            pl.lit("unknown return_location")
-        ),
-        pl.when(pl.col("return_at_t") <= pl.col("pickup_at_t")).then(
-            pl.lit("return_at is not after pickup_at")
-        ),
+        *base.missing(REQUIRED, raw.absent),
+        base.external_id_length(),
+        base.whole_number("version", 1),
+        base.one_of("event", EVENTS),
+        *(base.valid_time(c) for c in TIMES),
+        base.known("plate", known_plates, "unknown plate"),
+        base.known("pickup_location", known_locations),
+        base.known("return_location", known_locations),
+        base.later("return_at", "pickup_at", "return_at is not after pickup_at"),
     ]
-    # The first failing check is the reason: it is the one to fix first.
-    checked = typed.with_columns(pl.coalesce(checks).alias("reason"))
-    bad = checked.filter(pl.col("reason").is_not_null())
-    raw_by_line = {r["line"]: r for r in raw.iter_rows(named=True)}
-    rejects = [
-        Reject(
-            line=r["line"],
-            raw={k: v for k, v in raw_by_line[r["line"]].items() if k != "line"},
-            reason=r["reason"],
-        )
-        for r in bad.select("line", "reason").iter_rows(named=True)
-    ]
-    good = checked.filter(pl.col("reason").is_null()).select(
-        "line",
-        "external_id",
-        pl.col("version_n").alias("version"),
-        pl.col("updated_at_t").alias("updated_at"),
-        "event",
-        "plate",
-        "customer_name",
-        "customer_phone",
-        "customer_email",
-        "pickup_location",
-        "return_location",
-        pl.col("pickup_at_t").alias("pickup_at"),
-        pl.col("return_at_t").alias("return_at"),
+    return base.finish(
+        raw,
+        typed,
+        checks,
+        [
+            "line",
+            "external_id",
+            pl.col(typed_name("version")).alias("version"),
+            pl.col(typed_name("updated_at")).alias("updated_at"),
+            "event",
+            "plate",
+            "customer_name",
+            "customer_phone",
+            "customer_email",
+            "pickup_location",
+            "return_location",
+            pl.col(typed_name("pickup_at")).alias("pickup_at"),
+            pl.col(typed_name("return_at")).alias("return_at"),
+        ],
     )
-    return ParsedFeed(rows=good, rejects=rejects)

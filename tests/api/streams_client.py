@@ -31,7 +31,6 @@ def open_ws(base: str, token: str | None, **params: Any) -> ClientConnection:
         additional_headers=headers,
         proxy=None,
         open_timeout=10,
-        legacy=True,
     )
     hello = json.loads(ws.recv(timeout=10))
     assert hello["type"] == "hello"

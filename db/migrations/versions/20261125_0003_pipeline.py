@@ -144,6 +144,33 @@ CREATE TABLE history_archives (
     UNIQUE (table_name, path)
 );
 
+-- A feed load may write tens of thousands of events in one transaction. The numbering trigger
+-- runs once per event at commit; the first call numbers them all, and the rest used to look
+-- for unnumbered rows again through an index still full of the rows' old versions, which made
+-- a big commit quadratic. Each call now first checks how far this transaction is numbered.
+CREATE OR REPLACE FUNCTION fleet_sequence_events() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    upto bigint;
+BEGIN
+    IF NEW.id <= coalesce(nullif(current_setting('fleet.sequenced_upto', true), ''), '0')::bigint
+    THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(7340033);
+    WITH numbered AS (
+        UPDATE availability_events e
+           SET seq = n.seq
+          FROM (SELECT id, nextval('availability_events_seq_seq') AS seq
+                  FROM (SELECT id FROM availability_events
+                         WHERE tx_id = pg_current_xact_id() AND seq IS NULL
+                         ORDER BY id) o) n
+         WHERE e.id = n.id
+        RETURNING e.id)
+    SELECT max(id) INTO upto FROM numbered;
+    PERFORM set_config('fleet.sequenced_upto', greatest(upto, NEW.id)::text, true);
+    RETURN NULL;
+END $$;
+
 -- A rollback may outlive the change it reverted in PostgreSQL (that one moves to Parquet).
 ALTER TABLE vehicle_status_log DROP CONSTRAINT vehicle_status_log_reverts_log_id_fkey;
 ALTER TABLE vehicle_status_log ADD CONSTRAINT vehicle_status_log_reverts_log_id_fkey
@@ -151,6 +178,18 @@ ALTER TABLE vehicle_status_log ADD CONSTRAINT vehicle_status_log_reverts_log_id_
 """
 
 DOWNGRADE = r"""
+CREATE OR REPLACE FUNCTION fleet_sequence_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7340033);
+    UPDATE availability_events e
+       SET seq = n.seq
+      FROM (SELECT id, nextval('availability_events_seq_seq') AS seq
+              FROM (SELECT id FROM availability_events
+                     WHERE tx_id = pg_current_xact_id() AND seq IS NULL
+                     ORDER BY id) o) n
+     WHERE e.id = n.id;
+    RETURN NULL;
+END $$;
 ALTER TABLE vehicle_status_log DROP CONSTRAINT vehicle_status_log_reverts_log_id_fkey;
 ALTER TABLE vehicle_status_log ADD CONSTRAINT vehicle_status_log_reverts_log_id_fkey
     FOREIGN KEY (reverts_log_id) REFERENCES vehicle_status_log(id);

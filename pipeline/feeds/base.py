@@ -1,0 +1,441 @@
+"""What the four feeds share: reading CSV/NDJSON as text with line numbers, typing, rejects.
+
+Every feed is checked the same way. The file is read with every value as text (so nothing is
+guessed or silently coerced), each record keeps the line it starts on, and the checks are
+polars expressions evaluated over the whole file at once: a row is either a typed good row or
+a `Reject` carrying the first check it failed. Python objects are built only for bad rows, so
+a file of a million good rows costs a few vectorised passes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+FORMATS = ("csv", "ndjson")
+TIME_EXAMPLE = "2026-12-01T10:00+01:00"
+MAX_EXTERNAL_ID = 100  # the width the contracts and feed_records tables accept
+MAX_RAW_TEXT = 2_000  # an unreadable line is kept this long in its reject
+
+# ISO 8601 / RFC 3339 with a mandatory offset; minutes-only and a space separator are common
+# in exports, so both are accepted. [0-9], not \d: the regex engine's \d matches any script.
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TIME_RE = (
+    rf"^{_DATE}[T ][0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}(?:\.[0-9]{{1,9}})?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+)
+_NAIVE_RE = rf"^{_DATE}[T ][0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}(?:\.[0-9]+)?)?$"
+_UTC = pl.Datetime("us", "UTC")
+
+
+class FeedFileError(ValueError):
+    """The file as a whole cannot be read (not a row problem): quarantine the file."""
+
+
+@dataclass
+class Reject:
+    """A row that cannot be loaded: where it was, what it said, and why."""
+
+    line: int
+    raw: dict[str, str | None]
+    reason: str
+
+
+@dataclass
+class ParsedFeed:
+    """Typed good rows (with their line numbers) and the rejects, from one file."""
+
+    rows: pl.DataFrame
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class RawFeed:
+    """A file read as text: one row per record with its `line`, every field a String column.
+
+    `rejects` holds records that could not even be split into fields (broken JSON, too many
+    CSV values, bytes that are not UTF-8); `absent` names the fields the CSV header lacks.
+    """
+
+    frame: pl.DataFrame
+    rejects: list[Reject] = field(default_factory=list)
+    absent: frozenset[str] = frozenset()
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_raw(data: bytes | Path, fmt: str, fields: Sequence[str]) -> RawFeed:
+    """Read a CSV (with header) or NDJSON file with every value as text and its line number.
+
+    `fields` are the feed's column names: each is present in the result (null where the file
+    has no value). Blank lines are skipped but still counted, so line numbers match what an
+    editor shows. Raises `ValueError` for an unknown format and `FeedFileError` when the file
+    cannot be read at all.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown feed format {fmt!r}: csv or ndjson")
+    blob = data.read_bytes() if isinstance(data, Path) else bytes(data)
+    if blob.startswith(codecs.BOM_UTF8):  # spreadsheet exports often start with one
+        blob = blob[len(codecs.BOM_UTF8) :]
+    try:
+        blob.decode("utf-8")
+        lossy = False
+    except UnicodeDecodeError:
+        lossy = True
+    if fmt == "csv":
+        frame, rejects, absent = _read_csv(blob, fields, lossy)
+    else:
+        frame, rejects = _read_ndjson(blob, fields)
+        absent = frozenset()
+    values = [c for c in frame.columns if c != "line"]
+    frame = frame.with_columns(
+        pl.lit(None, dtype=pl.String).alias(name) for name in fields if name not in frame.columns
+    )
+    if lossy and values:
+        broken = pl.any_horizontal(pl.col(c).str.contains("\ufffd", literal=True) for c in values)
+        bad = frame.filter(broken)
+        rejects += [
+            Reject(line=line, raw=raw, reason="the line is not UTF-8 text: save the file as UTF-8")
+            for line, raw in _split_line(bad.iter_rows(named=True))
+        ]
+        frame = frame.filter(~broken.fill_null(False))
+    rejects.sort(key=lambda r: r.line)
+    return RawFeed(frame=frame, rejects=rejects, absent=absent)
+
+
+def _split_line(rows: Iterable[dict]) -> Iterable[tuple[int, dict[str, str | None]]]:
+    for row in rows:
+        line = row.pop("line")
+        yield line, row
+
+
+def _read_csv(
+    blob: bytes, fields: Sequence[str], lossy: bool
+) -> tuple[pl.DataFrame, list[Reject], frozenset[str]]:
+    if not blob.strip():
+        return _empty(fields), [], frozenset()
+    try:
+        frame = pl.read_csv(
+            io.BytesIO(blob),
+            infer_schema=False,
+            encoding="utf8-lossy" if lossy else "utf8",
+            raise_if_empty=False,
+        )
+        rejects: list[Reject] = []
+        header_lines = 1 + sum(c.count("\n") for c in frame.columns)
+        frame = _normalise_header(frame)
+        lines = blob.count(b"\n") + (not blob.endswith(b"\n"))
+        if lines == header_lines + frame.height:
+            frame = frame.with_row_index("line", offset=header_lines + 1)
+        else:
+            # A quoted value spans lines: each record starts after the newlines before it.
+            span = 1 + pl.sum_horizontal(
+                pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns
+            )
+            line = (span.cum_sum() - span + header_lines + 1).cast(pl.UInt32)
+            frame = frame.with_columns(line.alias("line"))
+        # A blank line reads as a record of nulls (or of one blank value); it is no record.
+        first, *others = [c for c in frame.columns if c != "line"]
+        blank = pl.col(first).is_null() | (pl.col(first).str.strip_chars() == "")
+        frame = frame.filter(~pl.all_horizontal(blank, *(pl.col(c).is_null() for c in others)))
+    except pl.exceptions.PolarsError:
+        # Rows with more values than the header: the careful reader finds and rejects them.
+        frame, rejects = _read_csv_slowly(blob.decode("utf-8", errors="replace"))
+    absent = frozenset(name for name in fields if name not in frame.columns)
+    return frame, rejects, absent
+
+
+def _normalise_header(frame: pl.DataFrame) -> pl.DataFrame:
+    names = [c.strip().lower() for c in frame.columns]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise FeedFileError(f"the CSV header names {', '.join(twice)} more than once")
+    return frame.rename(dict(zip(frame.columns, names, strict=True)))
+
+
+def _read_csv_slowly(text: str) -> tuple[pl.DataFrame, list[Reject]]:
+    """Read CSV record by record (Python's csv module) to find the malformed records."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return _empty(()), []
+        header = [h.strip().lower() for h in header]
+        if len(set(header)) != len(header):
+            twice = sorted({n for n in header if header.count(n) > 1})
+            raise FeedFileError(f"the CSV header names {', '.join(twice)} more than once")
+        width = len(header)
+        columns: list[list[str | None]] = [[] for _ in header]
+        lines: list[int] = []
+        rejects: list[Reject] = []
+        start = reader.line_num + 1
+        for record in reader:
+            if len(record) > width:
+                rejects.append(
+                    Reject(
+                        line=start,
+                        raw={"values": json.dumps(record, ensure_ascii=False)[:MAX_RAW_TEXT]},
+                        reason=f"the line has {len(record)} values but the header names {width}"
+                        " columns: quote values that contain commas",
+                    )
+                )
+            elif any(value.strip() for value in record):  # blank lines are no records
+                lines.append(start)
+                for i, column in enumerate(columns):
+                    column.append(record[i] if i < len(record) else None)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise FeedFileError(f"not a readable CSV file: {e} (near line {reader.line_num})") from e
+    frame = pl.DataFrame(
+        {"line": pl.Series(lines, dtype=pl.UInt32)}
+        | {
+            name: pl.Series(values, dtype=pl.String)
+            for name, values in zip(header, columns, strict=True)
+        }
+    )
+    return frame, rejects
+
+
+def _read_ndjson(blob: bytes, fields: Sequence[str]) -> tuple[pl.DataFrame, list[Reject]]:
+    # The schema makes every value text as written: 1 → "1", 55.5 → "55.5", {..} → its JSON.
+    schema = dict.fromkeys(fields, pl.String)
+    body = blob.rstrip()
+    if not body:
+        return _empty(fields), []
+    try:
+        # The common case: one record per line, numbered as they come (as many records as
+        # lines means no blank line was skipped).
+        frame = pl.read_ndjson(io.BytesIO(body), schema=schema)
+        if frame.height == body.count(b"\n") + 1:
+            return frame.with_row_index("line", offset=1), []
+    except pl.exceptions.PolarsError:
+        pass
+    # Blank lines to skip or broken lines to find: look at each line.
+    text = body.decode("utf-8", errors="replace")
+    lines = pl.DataFrame({"text": text.split("\n")}).with_row_index("line", offset=1)
+    lines = lines.filter(pl.col("text").str.strip_chars() != "")
+    try:
+        frame = _ndjson_lines(lines, schema)
+        if frame.height == lines.height:
+            return frame, []
+    except pl.exceptions.PolarsError:
+        pass
+    good: list[int] = []
+    rejects: list[Reject] = []
+    for line, raw_text in lines.iter_rows():
+        try:
+            value = json.loads(raw_text)
+        except json.JSONDecodeError as e:
+            reason = f"the line is not valid JSON: {e.msg} at column {e.colno}"
+        else:
+            if isinstance(value, dict):
+                good.append(line)
+                continue
+            reason = "the line is not a JSON object: each line must be one {...} record"
+        rejects.append(Reject(line=line, raw={"text": raw_text[:MAX_RAW_TEXT]}, reason=reason))
+    if not good:
+        # Not one record: this is no NDJSON file (a CSV under the wrong name, say).
+        first = rejects[0]
+        raise FeedFileError(
+            f"not an NDJSON file: no line is a JSON object (line {first.line}: {first.reason})"
+        )
+    return _ndjson_lines(lines.filter(pl.col("line").is_in(good)), schema), rejects
+
+
+def _ndjson_lines(lines: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read the `text` of each row as one JSON record, keeping its `line`."""
+    if lines.height == 0:
+        return _empty(list(schema))
+    body = "\n".join(lines["text"].to_list()).encode()
+    return pl.read_ndjson(io.BytesIO(body), schema=schema).with_columns(lines["line"])
+
+
+def _empty(fields: Sequence[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"line": pl.UInt32} | dict.fromkeys(fields, pl.String),
+    )
+
+
+# --- typing -----------------------------------------------------------------------------------
+
+
+def text(name: str) -> pl.Expr:
+    """The value with surrounding spaces removed; an empty value is null."""
+    value = pl.col(name).str.strip_chars()
+    return pl.when(value == "").then(None).otherwise(value).alias(name)
+
+
+def lowered(name: str) -> pl.Expr:
+    """The value as text in lower case (event names)."""
+    return text(name).str.to_lowercase().alias(name)
+
+
+def code(name: str) -> pl.Expr:
+    """A location code: upper case, no surrounding spaces."""
+    return text(name).str.to_uppercase().alias(name)
+
+
+def plate(name: str) -> pl.Expr:
+    """A plate as the fleet stores it: upper case, inner spaces collapsed to one."""
+    return text(name).str.replace_all(r"\s+", " ").str.to_uppercase().alias(name)
+
+
+def integer(name: str) -> pl.Expr:
+    """The value as a whole number, or null when it is not one (`typed_name`)."""
+    return text(name).cast(pl.Int64, strict=False).alias(typed_name(name))
+
+
+def number(name: str) -> pl.Expr:
+    """The value as a finite number, or null when it is not one (`typed_name`)."""
+    value = text(name).cast(pl.Float64, strict=False)
+    return pl.when(value.is_finite()).then(value).alias(typed_name(name))
+
+
+def time(name: str) -> pl.Expr:
+    """The value as a UTC time, or null unless it is ISO 8601 with its offset (`typed_name`).
+
+    The format is fixed here rather than guessed per column: a guess taken from the first
+    value would read a naive time as UTC and turn offset-bearing rows into errors.
+    """
+    value = text(name)
+    parsed = pl.coalesce(
+        value.str.to_datetime(f"%Y-%m-%d{sep}%H:%M{sec}%#z", strict=False, time_unit="us")
+        for sep in ("T", " ")
+        for sec in ("", ":%S%.f")
+    )
+    # The pattern decides what is a time; chrono alone would also take "2026-1-1T1:00+01".
+    return (
+        pl.when(value.str.contains(_TIME_RE))
+        .then(parsed.dt.convert_time_zone("UTC"))
+        .cast(_UTC)
+        .alias(typed_name(name))
+    )
+
+
+def typed_name(name: str) -> str:
+    """The column holding a field's typed value (the field's own column stays text)."""
+    return f"{name}__typed"
+
+
+# --- checks (each a polars expression giving a reason, or null when the row passes) ----------
+
+
+def missing(names: Iterable[str], absent: frozenset[str] = frozenset()) -> list[pl.Expr]:
+    """One check per required field: the value must be there."""
+    return [
+        pl.when(pl.col(c).is_null()).then(
+            pl.lit(
+                f"{c} is missing: the file has no {c} column" if c in absent else f"{c} is missing"
+            )
+        )
+        for c in names
+    ]
+
+
+def external_id_length(name: str = "external_id") -> pl.Expr:
+    """Ids longer than the tables accept are refused here rather than by the database."""
+    return pl.when(pl.col(name).str.len_chars() > MAX_EXTERNAL_ID).then(
+        pl.lit(f"{name} is longer than {MAX_EXTERNAL_ID} characters")
+    )
+
+
+def whole_number(name: str, minimum: int, what: str | None = None) -> pl.Expr:
+    """A given value must be a whole number of at least `minimum`."""
+    typed = pl.col(typed_name(name))
+    return pl.when(pl.col(name).is_not_null() & (typed.is_null() | (typed < minimum))).then(
+        pl.lit(what or f"{name} must be a whole number of at least {minimum}")
+    )
+
+
+def number_between(name: str, low: float, high: float) -> pl.Expr:
+    """A given value must be a number from `low` to `high`."""
+    typed = pl.col(typed_name(name))
+    return pl.when(
+        pl.col(name).is_not_null() & (typed.is_null() | (typed < low) | (typed > high))
+    ).then(pl.lit(f"{name} must be a number from {low:g} to {high:g}"))
+
+
+def one_of(name: str, values: Sequence[str]) -> pl.Expr:
+    """A given value must be one of `values`."""
+    return pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(list(values))).then(
+        pl.lit(f"{name} must be one of {', '.join(values)}")
+    )
+
+
+def valid_time(name: str) -> pl.Expr:
+    """A given value must be a time with its offset; the reason says what is wrong with it."""
+    given = pl.col(name)
+    prefix = f"{name} must be an ISO 8601 time with its UTC offset, like {TIME_EXAMPLE}"
+    return pl.when(given.is_not_null() & pl.col(typed_name(name)).is_null()).then(
+        pl.when(given.str.contains(_NAIVE_RE))
+        # The same wall clock is a different moment at each of our lots.
+        .then(pl.lit(f"{prefix} (this one has no offset)"))
+        .otherwise(pl.lit(f"{prefix} (this one is not a valid time)"))
+    )
+
+
+def known(name: str, values: set[str], what: str | None = None) -> pl.Expr:
+    """A given value must be one of the fleet's (plates, location codes)."""
+    return pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(sorted(values))).then(
+        pl.lit(what or f"unknown {name}")
+    )
+
+
+def required_for(name: str, event: str) -> pl.Expr:
+    """A field that only some events need."""
+    return pl.when((pl.col("event") == event) & pl.col(name).is_null()).then(
+        pl.lit(f"{name} is missing (needed when event is {event})")
+    )
+
+
+def later(name: str, than: str, reason: str, *, or_equal: bool = False) -> pl.Expr:
+    """When both times are given, `name` must come after `than` (or at it, if allowed)."""
+    a, b = pl.col(typed_name(name)), pl.col(typed_name(than))
+    bad = a < b if or_equal else a <= b
+    return pl.when(bad.fill_null(False)).then(pl.lit(reason))
+
+
+def require_aware(now: datetime | None, name: str = "now") -> datetime | None:
+    """Refuse a naive `now`: the checks compare it with offset-bearing times."""
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError(f"{name} must be timezone-aware, e.g. datetime.now(UTC)")
+    return now
+
+
+# --- the result -------------------------------------------------------------------------------
+
+
+def finish(
+    raw: RawFeed,
+    typed: pl.DataFrame,
+    checks: Sequence[pl.Expr],
+    output: Sequence[str | pl.Expr],
+) -> ParsedFeed:
+    """Split typed rows into good rows (`output` columns) and rejects with the first reason.
+
+    `typed` must be `raw.frame` with columns added or replaced, row for row.
+    """
+    # The first failing check is the reason: it is the one to fix first.
+    reason = pl.coalesce(checks) if checks else pl.lit(None, dtype=pl.String)
+    checked = typed.with_columns(reason.alias("__reason"))
+    bad = checked["__reason"].is_not_null()
+    rejects = list(raw.rejects)
+    if bad.any():
+        reasons = checked["__reason"].filter(bad)
+        bad_rows = raw.frame.filter(bad).iter_rows(named=True)
+        rejects += [
+            Reject(line=line, raw=values, reason=why)
+            for (line, values), why in zip(_split_line(bad_rows), reasons, strict=True)
+        ]
+        rejects.sort(key=lambda r: r.line)
+    rows = checked.filter(~bad).select(output)
+    return ParsedFeed(rows=rows, rejects=rejects)
