@@ -70,7 +70,7 @@ def stage(conn: Connection, rows: pl.DataFrame, *, progress: Progress | None = N
             " line integer, external_id text, version bigint, updated_at timestamptz,"
             " event text, plate text, customer_name text, customer_phone text,"
             " customer_email text, pickup_location text, return_location text,"
-            " pickup_at timestamptz, return_at timestamptz) ON COMMIT DROP"
+            " pickup_at timestamptz, return_at timestamptz, customer_id bigint) ON COMMIT DROP"
         )
     )
     conn.execute(text("TRUNCATE contract_stage"))
@@ -99,6 +99,11 @@ def upsert_staged(conn: Connection, *, file_id: int) -> tuple[int, int]:
     against the table only a strictly higher version replaces what is there, so replays and
     late deliveries of older versions are no-ops.
     """
+    # Customers are found or created on the staging table, which has no foreign keys, so
+    # the contracts are written once with their customer (an update of rows inserted in the
+    # same transaction re-checks every foreign key of the row).
+    conn.execute(_STAGE_NEW_CUSTOMERS)
+    conn.execute(_STAGE_LINK_CUSTOMERS)
     changed = conn.execute(
         text(
             "WITH newest AS ("
@@ -110,14 +115,15 @@ def upsert_staged(conn: Connection, *, file_id: int) -> tuple[int, int]:
             "  JOIN locations rl ON rl.code = s.return_location"
             "  ORDER BY s.external_id, s.version DESC, s.updated_at DESC, s.line DESC)"
             " INSERT INTO contracts AS c (external_id, version, updated_at, event, vehicle_id,"
-            "  customer_name, customer_phone, customer_email, pickup_location_id,"
+            "  customer_id, customer_name, customer_phone, customer_email, pickup_location_id,"
             "  return_location_id, pickup_at, return_at, file_id, line)"
-            " SELECT external_id, version, updated_at, event, vehicle_id, customer_name,"
-            "  customer_phone, customer_email, pickup_location_id, return_location_id,"
-            "  pickup_at, return_at, :file_id, line FROM newest"
+            " SELECT external_id, version, updated_at, event, vehicle_id, customer_id,"
+            "  customer_name, customer_phone, customer_email, pickup_location_id,"
+            "  return_location_id, pickup_at, return_at, :file_id, line FROM newest"
             " ON CONFLICT (external_id) DO UPDATE SET version = EXCLUDED.version,"
             "  updated_at = EXCLUDED.updated_at, event = EXCLUDED.event,"
-            "  vehicle_id = EXCLUDED.vehicle_id, customer_name = EXCLUDED.customer_name,"
+            "  vehicle_id = EXCLUDED.vehicle_id, customer_id = EXCLUDED.customer_id,"
+            "  customer_name = EXCLUDED.customer_name,"
             "  customer_phone = EXCLUDED.customer_phone, customer_email = EXCLUDED.customer_email,"
             "  pickup_location_id = EXCLUDED.pickup_location_id,"
             "  return_location_id = EXCLUDED.return_location_id, pickup_at = EXCLUDED.pickup_at,"
@@ -132,6 +138,24 @@ def upsert_staged(conn: Connection, *, file_id: int) -> tuple[int, int]:
 
 
 # A customer is known by e-mail, else by name and phone: one key, so each step is a hash join.
+_STAGE_NEW_CUSTOMERS = text(
+    "INSERT INTO customers (name, phone, email)"
+    " SELECT DISTINCT ON (k) name, phone, email FROM ("
+    "  SELECT coalesce(lower(s.customer_email), s.customer_name || '|'"
+    "      || coalesce(s.customer_phone, '')) AS k, s.customer_name AS name,"
+    "    s.customer_phone AS phone, s.customer_email AS email, s.version"
+    "  FROM contract_stage s) x"
+    " WHERE NOT EXISTS (SELECT 1 FROM customers cu WHERE coalesce(lower(cu.email), cu.name"
+    "   || '|' || coalesce(cu.phone, '')) = x.k)"
+    " ORDER BY k, version DESC"
+)
+_STAGE_LINK_CUSTOMERS = text(
+    "UPDATE contract_stage s SET customer_id = m.id FROM ("
+    "  SELECT DISTINCT ON (k) coalesce(lower(cu.email), cu.name || '|' || coalesce(cu.phone, ''))"
+    "    AS k, cu.id FROM customers cu ORDER BY k, cu.id) m"
+    " WHERE coalesce(lower(s.customer_email), s.customer_name || '|'"
+    "   || coalesce(s.customer_phone, '')) = m.k"
+)
 _LINK_CUSTOMERS = text(
     "UPDATE contracts c SET customer_id = m.id FROM ("
     "  SELECT DISTINCT ON (k) coalesce(lower(cu.email), cu.name || '|' || coalesce(cu.phone, ''))"
