@@ -36,8 +36,7 @@ PREFECT_PORT ?= $(or $(FLEET_PREFECT_PORT),4200)
 ## Ctrl-C (or the web server ending) stops both.
 run: $(STAMP)
 	$(BIN)/fleet db upgrade
-	$(BIN)/fleet demo-data --vehicles 200 --locations 4 --seed 7 --if-empty
-	$(BIN)/fleet feeds demo --once
+	$(BIN)/fleet demo-data --vehicles 200 --locations 4 --seed 7 --if-empty --feeds
 	@echo "Demo logins (demo data only; create real users with 'fleet user add'):"
 	@$(BIN)/fleet demo-logins
 	@echo "fleet: web http://$(HOST):$(PORT)/  Prefect UI http://127.0.0.1:$(PREFECT_PORT)/"

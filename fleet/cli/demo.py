@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 from db import demo
 from db.status import list_status
 from fleet.cli.common import JsonFlag, console, error_console, print_json, transaction
+from fleet.settings import get_settings
 
 
 def demo_data(
@@ -19,6 +21,12 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="The same seed gives the same fleet.")] = 7,
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Do nothing when there are vehicles already.")
+    ] = False,
+    feeds: Annotated[
+        bool,
+        typer.Option(
+            "--feeds", help="Also write realistic feed files for the new fleet into the inbox."
+        ),
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -48,6 +56,12 @@ def demo_data(
                 summary = demo.load_demo(
                     conn, vehicles=vehicles, locations=locations, seed=seed, progress=progress
                 )
+            written = []
+            if feeds:
+                from pipeline.feeds.demo import write_demo_feeds
+
+                inbox = Path(get_settings().inbox_location)
+                written = write_demo_feeds(conn, inbox, seed=seed)
     if skipped:
         if as_json:
             print_json({"loaded": False, "reason": "vehicles exist already"})
@@ -55,12 +69,14 @@ def demo_data(
             console().print("the database has vehicles already; demo data not loaded")
         return
     if as_json:
-        print_json({"loaded": True, **summary.model_dump()})
+        print_json({"loaded": True, **summary.model_dump(), "feeds": [str(p) for p in written]})
         return
     table = Table(title=f"demo data loaded (seed {seed})", show_header=False)
     for name, value in summary.model_dump().items():
         table.add_row(name.replace("_", " "), str(value))
     console().print(table)
+    for path in written:
+        console().print(f"demo feed file: {path}")
 
 
 def demo_logins(as_json: JsonFlag = False) -> None:
