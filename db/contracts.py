@@ -92,49 +92,72 @@ def stage(conn: Connection, rows: pl.DataFrame, *, progress: Progress | None = N
     return total
 
 
-def upsert_staged(conn: Connection, *, file_id: int) -> tuple[int, int]:
-    """Keep the newest version of each staged contract; return (changed, stale) row counts.
+@dataclass
+class Upserted:
+    """What the newest-version upsert of a staged file did."""
+
+    changed: int
+    stale: int
+    reserved: int
+
+
+_NEWEST = text(
+    "DROP TABLE IF EXISTS contract_newest;"
+    " CREATE TEMP TABLE contract_newest ON COMMIT DROP AS"
+    " SELECT DISTINCT ON (s.external_id) s.*, v.id AS vehicle_id,"
+    "   pl.id AS pickup_location_id, rl.id AS return_location_id, k.id IS NULL AS is_new,"
+    "   CAST(NULL AS bigint) AS block_id"
+    " FROM contract_stage s"
+    " JOIN vehicles v ON v.plate = s.plate"
+    " JOIN locations pl ON pl.code = s.pickup_location"
+    " JOIN locations rl ON rl.code = s.return_location"
+    " LEFT JOIN contracts k ON k.external_id = s.external_id"
+    " WHERE k.id IS NULL OR k.version < s.version"
+    " ORDER BY s.external_id, s.version DESC, s.updated_at DESC, s.line DESC;"
+    " ANALYZE contract_newest"
+)
+_UPSERT = text(
+    "INSERT INTO contracts AS c (external_id, version, updated_at, event, vehicle_id,"
+    "  customer_id, customer_name, customer_phone, customer_email, pickup_location_id,"
+    "  return_location_id, pickup_at, return_at, file_id, line, block_id, applied_version,"
+    "  outcome)"
+    " SELECT external_id, version, updated_at, event, vehicle_id, customer_id,"
+    "  customer_name, customer_phone, customer_email, pickup_location_id,"
+    "  return_location_id, pickup_at, return_at, :file_id, line, block_id,"
+    "  CASE WHEN block_id IS NULL THEN 0 ELSE version END,"
+    "  CASE WHEN block_id IS NULL THEN NULL ELSE 'reserved' END"
+    " FROM contract_newest"
+    " ON CONFLICT (external_id) DO UPDATE SET version = EXCLUDED.version,"
+    "  updated_at = EXCLUDED.updated_at, event = EXCLUDED.event,"
+    "  vehicle_id = EXCLUDED.vehicle_id, customer_id = EXCLUDED.customer_id,"
+    "  customer_name = EXCLUDED.customer_name,"
+    "  customer_phone = EXCLUDED.customer_phone, customer_email = EXCLUDED.customer_email,"
+    "  pickup_location_id = EXCLUDED.pickup_location_id,"
+    "  return_location_id = EXCLUDED.return_location_id, pickup_at = EXCLUDED.pickup_at,"
+    "  return_at = EXCLUDED.return_at, file_id = EXCLUDED.file_id, line = EXCLUDED.line,"
+    "  received_at = now()"
+    " WHERE c.version < EXCLUDED.version"
+)
+
+
+def upsert_staged(conn: Connection, *, file_id: int, now: datetime | None = None) -> Upserted:
+    """Keep the newest version of each staged contract; reserve brand-new ones in bulk.
 
     Within the file the highest version (then the latest update, then the last line) wins;
     against the table only a strictly higher version replaces what is there, so replays and
-    late deliveries of older versions are no-ops.
+    late deliveries of older versions are no-ops. Brand-new future contracts that collide
+    with nothing are reserved before the contracts are written, so each contract row is
+    written once, with its customer and block: an update of a row inserted in the same
+    transaction re-checks every foreign key of the row.
     """
-    # Customers are found or created on the staging table, which has no foreign keys, so
-    # the contracts are written once with their customer (an update of rows inserted in the
-    # same transaction re-checks every foreign key of the row).
+    clock = now or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     conn.execute(_STAGE_NEW_CUSTOMERS)
     conn.execute(_STAGE_LINK_CUSTOMERS)
-    changed = conn.execute(
-        text(
-            "WITH newest AS ("
-            "  SELECT DISTINCT ON (s.external_id) s.*, v.id AS vehicle_id,"
-            "         pl.id AS pickup_location_id, rl.id AS return_location_id"
-            "  FROM contract_stage s"
-            "  JOIN vehicles v ON v.plate = s.plate"
-            "  JOIN locations pl ON pl.code = s.pickup_location"
-            "  JOIN locations rl ON rl.code = s.return_location"
-            "  ORDER BY s.external_id, s.version DESC, s.updated_at DESC, s.line DESC)"
-            " INSERT INTO contracts AS c (external_id, version, updated_at, event, vehicle_id,"
-            "  customer_id, customer_name, customer_phone, customer_email, pickup_location_id,"
-            "  return_location_id, pickup_at, return_at, file_id, line)"
-            " SELECT external_id, version, updated_at, event, vehicle_id, customer_id,"
-            "  customer_name, customer_phone, customer_email, pickup_location_id,"
-            "  return_location_id, pickup_at, return_at, :file_id, line FROM newest"
-            " ON CONFLICT (external_id) DO UPDATE SET version = EXCLUDED.version,"
-            "  updated_at = EXCLUDED.updated_at, event = EXCLUDED.event,"
-            "  vehicle_id = EXCLUDED.vehicle_id, customer_id = EXCLUDED.customer_id,"
-            "  customer_name = EXCLUDED.customer_name,"
-            "  customer_phone = EXCLUDED.customer_phone, customer_email = EXCLUDED.customer_email,"
-            "  pickup_location_id = EXCLUDED.pickup_location_id,"
-            "  return_location_id = EXCLUDED.return_location_id, pickup_at = EXCLUDED.pickup_at,"
-            "  return_at = EXCLUDED.return_at, file_id = EXCLUDED.file_id, line = EXCLUDED.line,"
-            "  received_at = now()"
-            " WHERE c.version < EXCLUDED.version"
-        ),
-        {"file_id": file_id},
-    ).rowcount
+    conn.execute(_NEWEST)
+    reserved = _bulk_reserve(conn, now=clock, by=feed_user_id(conn, "contracts"))
+    changed = conn.execute(_UPSERT, {"file_id": file_id}).rowcount
     staged = conn.execute(text("SELECT count(*) FROM contract_stage")).scalar_one()
-    return changed, staged - changed
+    return Upserted(changed=changed, stale=staged - changed, reserved=reserved)
 
 
 # A customer is known by e-mail, else by name and phone: one key, so each step is a hash join.
@@ -156,42 +179,15 @@ _STAGE_LINK_CUSTOMERS = text(
     " WHERE coalesce(lower(s.customer_email), s.customer_name || '|'"
     "   || coalesce(s.customer_phone, '')) = m.k"
 )
-_LINK_CUSTOMERS = text(
-    "UPDATE contracts c SET customer_id = m.id FROM ("
-    "  SELECT DISTINCT ON (k) coalesce(lower(cu.email), cu.name || '|' || coalesce(cu.phone, ''))"
-    "    AS k, cu.id FROM customers cu ORDER BY k, cu.id) m"
-    " WHERE c.applied_version < c.version AND c.customer_id IS NULL"
-    "  AND coalesce(lower(c.customer_email), c.customer_name || '|'"
-    "      || coalesce(c.customer_phone, '')) = m.k"
-)
-_NEW_CUSTOMERS = text(
-    "INSERT INTO customers (name, phone, email)"
-    " SELECT DISTINCT ON (k) name, phone, email FROM ("
-    "  SELECT coalesce(lower(c.customer_email), c.customer_name || '|'"
-    "      || coalesce(c.customer_phone, '')) AS k, c.customer_name AS name,"
-    "    c.customer_phone AS phone, c.customer_email AS email, c.version"
-    "  FROM contracts c WHERE c.applied_version < c.version AND c.customer_id IS NULL) x"
-    " ORDER BY k, version DESC"
-)
-
-
-def _link_customers(conn: Connection) -> None:
-    """Give each pending contract its customer, creating the ones we have not met."""
-    conn.execute(_LINK_CUSTOMERS)
-    conn.execute(_NEW_CUSTOMERS)
-    conn.execute(_LINK_CUSTOMERS)
-
-
 _BULK_RESERVE = text(
     "WITH cand AS ("
-    "  SELECT c.id, c.external_id, c.version, c.vehicle_id, c.customer_id,"
-    "    c.pickup_location_id, c.return_location_id, c.pickup_at, c.return_at,"
-    "    tstzrange(c.pickup_at, c.return_at + cat.prep_buffer) AS blocked"
-    "  FROM contracts c JOIN vehicles v ON v.id = c.vehicle_id AND v.active"
+    "  SELECT n.line AS id, n.external_id, n.version, n.vehicle_id, n.customer_id,"
+    "    n.pickup_location_id, n.return_location_id, n.pickup_at, n.return_at,"
+    "    tstzrange(n.pickup_at, n.return_at + cat.prep_buffer) AS blocked"
+    "  FROM contract_newest n JOIN vehicles v ON v.id = n.vehicle_id AND v.active"
     "  JOIN vehicle_categories cat ON cat.id = v.category_id"
-    "  WHERE c.applied_version < c.version AND c.block_id IS NULL"
-    "    AND c.event IN ('created', 'modified', 'extended') AND c.pickup_at > :now"
-    "    AND c.customer_id IS NOT NULL),"
+    "  WHERE n.is_new AND n.event IN ('created', 'modified', 'extended')"
+    "    AND n.pickup_at > :now AND n.customer_id IS NOT NULL),"
     " ordered AS ("
     "  SELECT cand.*, max(upper(blocked)) OVER (PARTITION BY vehicle_id ORDER BY"
     "    lower(blocked), id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end"
@@ -208,12 +204,10 @@ _BULK_RESERVE = text(
     "    return_at, pickup_location_id, return_location_id, customer_id, external_id, :by,"
     "    'contract ' || external_id || ' version ' || version"
     "  FROM clear RETURNING *),"
-    # The contract's external id is the block's reference: one index probe per row, whatever
-    # the planner thinks of the CTEs' sizes.
+    # The contract's external id is the block's reference.
     " linked AS ("
-    "  UPDATE contracts c SET block_id = ins.id, applied_version = c.version,"
-    "    outcome = 'reserved'"
-    "  FROM ins WHERE c.external_id = ins.reference RETURNING c.id)"
+    "  UPDATE contract_newest n SET block_id = ins.id"
+    "  FROM ins WHERE n.external_id = ins.reference RETURNING n.external_id)"
     " INSERT INTO availability_events (kind, vehicle_id, location_id, actor_id, payload)"
     " SELECT 'reservation_created', ins.vehicle_id, ins.start_location_id, :by,"
     "   jsonb_build_object('id', ins.id, 'vehicle_id', ins.vehicle_id, 'plate', v.plate,"
@@ -259,13 +253,7 @@ def apply_pending(
     """Bring the fleet in line with every contract whose newest version is not applied yet."""
     clock = now or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     by = feed_user_id(conn, "contracts")
-    # Fresh statistics for rows this transaction just wrote, so big loads get hash joins
-    # (estimated at one row, the set-based insert below probes blocks once per contract).
-    conn.execute(text("ANALYZE contracts"))
-    _link_customers(conn)
-    conn.execute(text("ANALYZE contracts, customers"))
     summary = ApplySummary()
-    summary.reserved = _bulk_reserve(conn, now=clock, by=by)
     pending = conn.execute(
         text(
             "SELECT c.*, cat.id AS category_id FROM contracts c"

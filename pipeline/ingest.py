@@ -148,8 +148,13 @@ def ingest_file(
 def _load_contracts(conn, rows, result: FileResult, clock, log, progress) -> None:
     file_id = result.file_id
     contracts.stage(conn, rows, progress=_stage(progress, "staging"))
-    changed, result.stale = contracts.upsert_staged(conn, file_id=file_id)
-    _say(log, f"{result.name}: {changed} contract versions are new, {result.stale} stale")
+    upserted = contracts.upsert_staged(conn, file_id=file_id, now=clock)
+    changed, result.stale = upserted.changed, upserted.stale
+    _say(
+        log,
+        f"{result.name}: {changed} contract versions are new, {result.stale} stale;"
+        f" {upserted.reserved} new contracts reserved in bulk",
+    )
     applied = contracts.apply_pending(conn, now=clock, progress=_stage(progress, "applying"))
     refused = [
         (r["line"], r["raw"], r["reason"]) for r in applied.refused if r.get("file_id") == file_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -14,6 +14,7 @@ import typer
 from psycopg.errors import UndefinedColumn, UndefinedFunction, UndefinedTable
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL, make_url
@@ -276,3 +277,26 @@ def counted(n: int, noun: str) -> str:
 def print_json(data: Any) -> None:
     """Print engine results as one JSON document on stdout."""
     print(to_json(plain(data)))
+
+
+def progress_bar(as_json: bool) -> tuple[Progress, Callable[[str, int, int], None]]:
+    """A bar per stage on stderr, and the (stage, done, total) callback that drives it.
+
+    The bar goes to stderr so --json output on stdout stays one clean document.
+    """
+    bar = Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=error_console(),
+        transient=as_json,
+    )
+    stages: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in stages:
+            stages[stage] = bar.add_task(stage, total=total)
+        bar.update(stages[stage], completed=done, total=total)
+
+    return bar, progress

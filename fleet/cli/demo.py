@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from db import demo
 from db.status import list_status
-from fleet.cli.common import JsonFlag, console, error_console, print_json, transaction
+from fleet.cli.common import JsonFlag, console, print_json, progress_bar, transaction
 from fleet.settings import get_settings
 
 
@@ -31,21 +30,7 @@ def demo_data(
     as_json: JsonFlag = False,
 ) -> None:
     """Load demo locations, staff, customers, vehicles and their bookings in one transaction."""
-    # The bar goes to stderr so --json output on stdout stays one clean document.
-    bar = Progress(
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console(),
-        transient=as_json,
-    )
-    stages: dict[str, int] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in stages:
-            stages[stage] = bar.add_task(stage, total=total)
-        bar.update(stages[stage], completed=done, total=total)
+    bar, progress = progress_bar(as_json)
 
     with transaction(as_json=as_json) as conn:
         if if_empty and list_status(conn, limit=1):

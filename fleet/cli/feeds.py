@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from db import feeds
 from fleet.cli import common
 from fleet.cli.common import (
     JsonFlag,
     console,
-    error_console,
     plain,
     print_json,
     reporting,
@@ -26,26 +24,6 @@ app = typer.Typer(
     help="Feed files from the contract, maintenance, return and transfer systems.",
     no_args_is_help=True,
 )
-
-
-def _bar(as_json: bool) -> tuple[Progress, ingest.Progress]:
-    # The bar goes to stderr so --json output on stdout stays one clean document.
-    bar = Progress(
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console(),
-        transient=as_json,
-    )
-    tasks: dict[str, int] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
-
-    return bar, progress
 
 
 def _print_table(title: str, headers: list[str], rows: list[list], wrap: tuple = ()) -> None:
@@ -65,7 +43,7 @@ def ingest_command(
 ) -> None:
     """Ingest feed files now: the inbox (FLEET_INBOX, default .data/inbox) or the given files."""
     settings = get_settings()
-    bar, progress = _bar(as_json)
+    bar, progress = common.progress_bar(as_json)
     with reporting(as_json=as_json):
         engine = common.engine()
         with bar:
