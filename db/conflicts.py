@@ -422,3 +422,51 @@ def clear_feed_collision(conn: Connection, *, external_id: str) -> int:
             },
         )
     return len(rows)
+
+
+class FeedCollision(BaseModel):
+    """A feed record the fleet could not honour: what it wanted, what is in the way, ways out."""
+
+    id: int
+    external_id: str
+    vehicle_id: int
+    plate: str
+    location_id: int | None
+    blocking_block_id: int
+    detected_at: datetime
+    reason: str | None
+    wanted_start: datetime | None
+    wanted_end: datetime | None
+    suggestions: list[Suggestion]
+
+
+def open_feed_collisions(
+    conn: Connection, *, location_id: int | None = None, limit: int = 200
+) -> list[FeedCollision]:
+    """Return the open collisions reported by feeds, newest first."""
+    rows = conn.execute(
+        text(
+            "SELECT a.id, a.details, a.vehicle_id, v.plate, a.location_id, a.block_id,"
+            " a.detected_at FROM conflict_alerts a JOIN vehicles v ON v.id = a.vehicle_id"
+            " WHERE a.cleared_at IS NULL AND a.kind LIKE 'feed_collision:%'"
+            " AND (CAST(:loc AS bigint) IS NULL OR a.location_id = :loc)"
+            " ORDER BY a.detected_at DESC, a.id DESC LIMIT :limit"
+        ),
+        {"loc": location_id, "limit": limit},
+    ).all()
+    return [
+        FeedCollision(
+            id=r.id,
+            external_id=r.details["external_id"],
+            vehicle_id=r.vehicle_id,
+            plate=r.plate,
+            location_id=r.location_id,
+            blocking_block_id=r.block_id,
+            detected_at=r.detected_at,
+            reason=r.details.get("reason"),
+            wanted_start=r.details.get("pickup_at"),
+            wanted_end=r.details.get("return_at"),
+            suggestions=r.details.get("suggestions", []),
+        )
+        for r in rows
+    ]

@@ -12,7 +12,7 @@ from api.schemas_booking import MAX_ID, SwapIn
 from api.security import Principal, reader, writer
 from db import conflicts
 from db.blocks import Block
-from db.conflicts import Conflict
+from db.conflicts import Conflict, FeedCollision
 
 router = APIRouter(prefix="/api/availability/conflicts", tags=["conflicts"])
 
@@ -41,6 +41,24 @@ def list_conflicts(
             location_id=location_id,
             with_suggestions=with_suggestions,
         )
+
+
+@router.get(
+    "/feeds",
+    response_model=list[FeedCollision],
+    summary="Contracts and other feed records the fleet could not honour, newest first",
+    description="A feed record (a contract modified into another booking's period, a "
+    "maintenance job over a rental) is not applied when it collides; the booking stays as it "
+    "was and the collision waits here, with swap / upgrade / transfer suggestions, until a "
+    "later version of the record fits (it then clears by itself).",
+)
+def list_feed_collisions(
+    request: Request,
+    location_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Pickup lot.")] = None,
+    _: Principal = Depends(reader),
+) -> list[FeedCollision]:
+    with transaction(request, read_only=True) as conn:
+        return conflicts.open_feed_collisions(conn, location_id=location_id)
 
 
 @router.post(

@@ -142,3 +142,42 @@ def test_bad_conflict_input_names_the_field_and_never_500s(api, engine):
         }
     for name, (r, code, field) in cases.items():
         assert (r.status_code, r.json().get("field")) == (code, field), (name, r.text)
+
+
+def test_a_contract_the_fleet_cannot_honour_is_listed_until_a_fitting_version_clears_it(
+    api, engine
+):
+    from pipeline.ingest import ingest_file
+
+    w, car = api.world, api.vehicles[0]
+    header = (
+        "external_id,version,updated_at,event,plate,customer_name,pickup_location,"
+        "return_location,pickup_at,return_at\n"
+    )
+
+    def contract(eid: str, version: int, start: float, end: float) -> str:
+        return (
+            f"{eid},{version},2026-11-01T10:00Z,modified,{car.plate},Ada Byron,BER1,BER1,"
+            f"{w.at(start).isoformat()},{w.at(end).isoformat()}\n"
+        )
+
+    ingest_file(
+        engine,
+        name="contracts-1.csv",
+        data=(header + contract("A-1", 1, 30, 40) + contract("A-2", 1, 50, 60)).encode(),
+    )
+    ingest_file(engine, name="contracts-2.csv", data=(header + contract("A-1", 2, 30, 55)).encode())
+    with api.client("analyst") as c:
+        listed = c.get("/api/availability/conflicts/feeds")
+        elsewhere = c.get("/api/availability/conflicts/feeds", params={"location_id": w.muc.id})
+    assert listed.status_code == 200, listed.text
+    [collision] = listed.json()
+    assert (collision["external_id"], collision["plate"]) == ("A-1", car.plate)
+    assert "already spoken for" in collision["reason"]
+    assert any(s["action"] == "swap" for s in collision["suggestions"])
+    assert elsewhere.json() == []
+    ingest_file(engine, name="contracts-3.csv", data=(header + contract("A-1", 3, 30, 45)).encode())
+    with api.client("agent") as c:
+        assert c.get("/api/availability/conflicts/feeds").json() == []
+        anonymous = c.get("/api/availability/conflicts/feeds", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
