@@ -395,8 +395,10 @@ def _maintenance(conn: Connection, row: Any, *, now: datetime, by: int) -> str:
             return "scheduled"
     elif (block.start, block.end) != (start, end) and block.started_at is None:
         block = move_block(conn, block_id=block.id, start=start, end=end, changed_by=by)
+        if event == "scheduled":
+            return "moved"
     if event == "scheduled":
-        return "moved"
+        return "no effect: the planned window is unchanged"
     if event == "cancelled":
         maintenance.cancel_maintenance(conn, block_id=block.id, changed_by=by)
         return "cancelled"
