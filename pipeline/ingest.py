@@ -47,6 +47,7 @@ class FileResult:
     conflicted: int = 0
     seconds: float = 0.0
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None  # why a file was not loaded
 
 
 @dataclass
@@ -89,9 +90,7 @@ def ingest_file(
     except ValueError as exc:
         # Not one of our feeds by name: nothing is registered (there is no feed to file it
         # under); the caller leaves it in the inbox and the log says why.
-        return FileResult(
-            name=name, feed=None, status="unreadable", conflicts=[{"reason": str(exc)}]
-        )
+        return FileResult(name=name, feed=None, status="unreadable", note=str(exc))
     digest = hashlib.sha256(data).digest()
     with engine.begin() as conn:
         file_id = feeds.register_file(
@@ -228,7 +227,7 @@ def ingest_inbox(
         result = ingest_file(engine, name=path, data=data, now=now, log=log, progress=progress)
         summary.files.append(result)
         if result.feed is None:
-            _say(log, f"{path}: left in the inbox: {result.conflicts[0]['reason']}")
+            _say(log, f"{path}: left in the inbox: {result.note}")
             continue
         if local:
             day = datetime.now(UTC).strftime("%Y-%m-%d")

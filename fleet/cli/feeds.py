@@ -91,6 +91,8 @@ def ingest_command(
     _print_table("ingested", headers, rows)
     console().print(summary.describe())
     for f in summary.files:
+        if f.note:
+            console().print(f"[yellow]{Path(f.name).name}: {f.note}[/yellow]")
         for c in f.conflicts:
             console().print(f"[yellow]{Path(f.name).name}: {c.get('reason')}[/yellow]")
     if any(f.rejected for f in summary.files):

@@ -103,12 +103,14 @@ def test_an_fsspec_inbox_is_read_and_left_in_place(committed, monkeypatch):
             + "\n"
         ).encode(),
     )
+    fs.pipe("/fleet-inbox/invoices-7.csv", b"a,b\n1,2\n")
     settings = Settings(inbox="memory://fleet-inbox")
     first = ingest_inbox(committed, settings)
-    assert [(f.status, f.rejected) for f in first.files] == [("loaded", 1)]
+    assert [(f.status, f.rejected) for f in first.files] == [("loaded", 1), ("unreadable", 0)]
+    assert "invoices" in first.files[1].note and first.files[1].file_id is None
     assert fs.exists("/fleet-inbox/returns-remote.ndjson")  # remote inboxes are not moved
     again = ingest_inbox(committed, settings)
-    assert [f.status for f in again.files] == ["duplicate"]
+    assert [f.status for f in again.files] == ["duplicate", "unreadable"]
     fs.rm("/fleet-inbox", recursive=True)
 
 
