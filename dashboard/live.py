@@ -1,4 +1,4 @@
-"""The minimal live fleet board: status counts per location and the latest changes, pushed."""
+"""The live fleet board: counts per location and status, every vehicle, the latest changes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import panel as pn
 import param
 
 from api.security import SESSION_COOKIE, user_from_cookie
+from dashboard.vehicles import MAX_VEHICLES, VehicleTable
 from db import status
 
 _MAX_CHANGES = 12
@@ -34,6 +35,8 @@ class LiveBoard(pn.viewable.Viewer):
         self._feed = pn.pane.HTML("", css_classes=["changes"], sizing_mode="stretch_width")
         self._indicator = pn.pane.HTML("", css_classes=["connection"])
         self._doc = pn.state.curdoc
+        with state.engine.connect() as conn:
+            self._vehicles = VehicleTable(status.list_status(conn, limit=MAX_VEHICLES))
         self._refresh_counts()
         broadcaster = state.broadcaster
         self.seq = broadcaster.last_seq
@@ -54,11 +57,16 @@ class LiveBoard(pn.viewable.Viewer):
                 frame.pivot_table(
                     index="location", columns="status", values="vehicles", fill_value=0
                 )
+                .astype(int)
                 .reset_index()
                 .rename_axis(None, axis=1)
             )
         self._counts.value = frame
         self.freshness = datetime.now(UTC).strftime("%H:%M:%S UTC")
+
+    def _read_vehicles(self, ids: list[int]) -> list[status.VehicleStatus]:
+        with self._state.engine.connect() as conn:
+            return status.list_status(conn, vehicle_ids=ids, limit=len(ids))
 
     def _show_connection(self, live: bool) -> None:
         label, colour = ("live", "#0a7d32") if live else ("reconnecting", "#b35c00")
@@ -88,6 +96,10 @@ class LiveBoard(pn.viewable.Viewer):
         del self._changes[_MAX_CHANGES:]
         self._feed.object = "<ul>" + "".join(self._changes) + "</ul>"
         self.seq = messages[-1]["seq"]
+        ids = sorted({m["vehicle_id"] for m in messages if m.get("vehicle_id")})
+        if ids:
+            changed = await asyncio.to_thread(self._read_vehicles, ids)
+            self._vehicles.apply(changed)
         await asyncio.to_thread(self._refresh_counts)
         self._show_connection(self._state.broadcaster.connected)
 
@@ -103,6 +115,8 @@ class LiveBoard(pn.viewable.Viewer):
             header,
             pn.pane.HTML("<h3>Vehicles by location and status</h3>"),
             self._counts,
+            pn.pane.HTML("<h3>Vehicles</h3>"),
+            self._vehicles.widget,
             pn.pane.HTML("<h3>Latest changes</h3>"),
             self._feed,
             sizing_mode="stretch_width",
