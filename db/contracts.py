@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from db import conflicts, rentals
 from db.blocks import get_block, insert_block, move_block
 from db.errors import BookingConflict, FleetError
-from db.events import CHANNEL, to_json
+from db.events import CHANNEL
 from db.fleet import feed_user_id
 
 STAGE_COLUMNS = (
@@ -421,24 +421,3 @@ def _report_collision(
             details=report,
         )
     return report
-
-
-def contract_report(conn: Connection, *, external_id: str) -> dict[str, Any] | None:
-    """Return what we know of one contract: its newest version, block and outcome."""
-    row = (
-        conn.execute(
-            text(
-                "SELECT c.*, v.plate FROM contracts c JOIN vehicles v ON v.id = c.vehicle_id"
-                " WHERE c.external_id = :e"
-            ),
-            {"e": external_id},
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-def payload_json(value: Any) -> str:
-    """Encode a report for storage (kept here so callers need not know the encoder)."""
-    return to_json(value)

@@ -88,7 +88,15 @@ def ingest_inbox_task(settings: Settings) -> Any:
     """Load every new file in the inbox (a file already seen, by content hash, is skipped)."""
     from pipeline.ingest import ingest_inbox
 
-    return ingest_inbox(engine_for(settings), settings, log=_log())
+    log = _log()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        # A line per 10,000 rows and at the end of each step: visible progress on big files
+        # without flooding the run's log.
+        if done == total or done % 10_000 == 0:
+            log(f"{stage}: {done:,} of {total:,}")
+
+    return ingest_inbox(engine_for(settings), settings, log=log, progress=progress)
 
 
 @flow(name="ingest-feeds", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS)
