@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
+
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from panel.io.fastapi import add_application
 
-from dashboard.live import LiveBoard
+from dashboard.shell import NAV, Shell, View
+
+# Each page's view, imported when the page is first opened (start-up stays quick).
+PAGES: dict[str, str] = {
+    "/board": "dashboard.live:LiveBoard",
+    "/map": "dashboard.map:FleetMap",
+    "/search": "dashboard.search:SearchView",
+    "/overdue": "dashboard.overdue:OverdueView",
+    "/conflicts": "dashboard.conflicts:ConflictsView",
+    "/transfers": "dashboard.transfers:TransfersView",
+    "/audit": "dashboard.audit:AuditView",
+    "/vehicle": "dashboard.vehicle:VehicleView",
+    "/analytics": "dashboard.analytics:AnalyticsView",
+}
+TITLES = {path: label for path, label, _ in NAV}
+
+
+def view_class(spec: str) -> type[View]:
+    """Return the View class named by 'module:Class'."""
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def mount_pages(app: FastAPI) -> None:
@@ -16,6 +38,11 @@ def mount_pages(app: FastAPI) -> None:
     def root() -> RedirectResponse:
         return RedirectResponse("/board", status_code=303)
 
-    @add_application("/board", app=app, title="Fleet board")
-    def board():
-        return LiveBoard(state=app.state)
+    for path, spec in PAGES.items():
+        _mount(app, path, spec)
+
+
+def _mount(app: FastAPI, path: str, spec: str) -> None:
+    @add_application(path, app=app, title=f"Fleet · {TITLES.get(path, path)}")
+    def page():
+        return Shell(app.state, view_class(spec), path).layout()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
@@ -34,3 +35,29 @@ def browser() -> Iterator[object]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def sign_in(browser, api, role: str = "agent", path: str = "/board", **context_args):
+    """A fresh browser context signed in as the role's user, on `path` once it is live."""
+    from tests.api.conftest import PASSWORD
+
+    context = browser.new_context(**context_args)
+    page = context.new_page()
+    page.goto(f"{api.url}{path}")
+    assert "/login" in page.url  # every page needs a session
+    page.fill("#username", api.users[role].username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".topbar [data-state=live]", timeout=20_000)
+    return context, page
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot as docs/screenshots/<name>.png (looked at by people)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    target = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(target), full_page=True)
+    return target

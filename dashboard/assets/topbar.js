@@ -1,0 +1,102 @@
+const STALE_MS = 8000;
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function hhmm(iso) {
+  if (!iso) return "-";
+  return new Date(iso).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+}
+function beep(level) {
+  try {
+    const ctx = new (window.AudioContext || window.webkitAudioContext)();
+    const osc = ctx.createOscillator(); const gain = ctx.createGain();
+    osc.type = "square"; osc.frequency.value = level >= 3 ? 880 : 660;
+    gain.gain.value = 0.08; osc.connect(gain); gain.connect(ctx.destination);
+    osc.start(); osc.stop(ctx.currentTime + 0.35);
+  } catch (e) { /* no audio device: the toast still shows */ }
+}
+export function render({ model, el: root }) {
+  const bar = el("header", {class: "topbar", role: "banner"});
+  const nav = el("nav", {"aria-label": "views"});
+  for (const [href, label, key] of model.nav) {
+    const a = el("a", {href: href, title: `g then ${key}`}, label);
+    if (href === model.page) a.setAttribute("aria-current", "page");
+    nav.append(a);
+  }
+  const find = el("form", {class: "find", action: "/vehicle", method: "get", role: "search"});
+  const input = el("input", {name: "q", type: "search", placeholder: "Plate or customer  ( / )",
+                             "aria-label": "find a vehicle by plate or customer", autocomplete: "off"});
+  find.append(input);
+  const conn = el("span", {class: "conn", "data-state": "live", role: "status"});
+  const dot = el("span", {class: "dot", "aria-hidden": "true"});
+  const label = el("span", {class: "label"}, "live");
+  const fresh = el("span", {class: "fresh"});
+  conn.append(dot, label, fresh);
+  const who = el("span", {class: "who"}, model.who);
+  const out = el("form", {class: "out", action: "/logout", method: "post"});
+  out.append(el("input", {type: "hidden", name: "csrf", value: model.csrf}));
+  out.append(el("button", {type: "submit"}, "Sign out"));
+  bar.append(nav, find, conn, who, out);
+  const toasts = el("div", {class: "toasts", "aria-live": "polite"});
+  root.append(bar, toasts);
+
+  let lastBeat = Date.now();
+  let probing = false;
+  let failures = 0;
+  function show() {
+    let state = "live";
+    const stale = Date.now() - lastBeat > STALE_MS;
+    if (!navigator.onLine || (stale && failures >= 2)) state = "offline";
+    else if (stale || !model.server_live) state = "reconnecting";
+    conn.dataset.state = state;
+    label.textContent = state;
+    fresh.textContent = " · data as of " + hhmm(model.as_of);
+    fresh.dataset.asOf = model.as_of;
+    if (stale && !probing) probe();
+  }
+  async function probe() {
+    probing = true;
+    try {
+      const r = await fetch("/healthz", {cache: "no-store"});
+      if (r.ok) { conn.dataset.state = "catching-up"; label.textContent = "catching up"; location.reload(); return; }
+      failures += 1;
+    } catch (e) { failures += 1; }
+    probing = false;
+  }
+  model.on("beat", () => { lastBeat = Date.now(); failures = 0; show(); });
+  model.on("server_live", show);
+  model.on("as_of", show);
+  window.addEventListener("offline", show);
+  window.addEventListener("online", show);
+  setInterval(show, 1000);
+  show();
+
+  let pending = "";
+  document.addEventListener("keydown", (ev) => {
+    const t = ev.composedPath()[0];
+    const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable);
+    if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === "/") { ev.preventDefault(); input.focus(); return; }
+    if (pending === "g") {
+      pending = "";
+      const hit = model.nav.find(([, , key]) => key === ev.key);
+      if (hit) window.location.href = hit[0];
+      return;
+    }
+    if (ev.key === "g") pending = "g";
+  });
+
+  model.on("msg:custom", (msg) => {
+    if (!msg.toast) return;
+    const t = el("div", {class: "toast " + msg.toast.level,
+                         role: msg.toast.level === "error" || msg.sound ? "alert" : "status"},
+                 msg.toast.text);
+    t.addEventListener("click", () => t.remove());
+    toasts.prepend(t);
+    setTimeout(() => t.remove(), msg.toast.level === "error" ? 15000 : 8000);
+    if (msg.sound) { beep(msg.level || 3); model.sounds = model.sounds + 1; }
+  });
+}

@@ -1,0 +1,246 @@
+"""The frame every dashboard page shares.
+
+Who is signed in and what their role lets them do, the navigation bar with a quick plate or
+customer search (keyboard: `/`), the connection indicator with the data's freshness, toasts
+and the alert sound, and the fan-out of pushed events to the page's view. A page is a `View`
+subclass; the shell builds it once per browser session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import panel as pn
+import param
+from panel.custom import JSComponent
+from sqlalchemy import Connection
+
+from api.security import SESSION_COOKIE, SUPERVISORS, WRITERS, user_from_cookie
+from db import preferences
+from db.errors import FleetError
+from db.fleet import User
+
+log = logging.getLogger("fleet.dashboard")
+T = TypeVar("T")
+
+# (path, label, shortcut key after `g`): the order of the navigation bar.
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("/board", "Board", "b"),
+    ("/map", "Map", "m"),
+    ("/search", "Search", "s"),
+    ("/overdue", "Overdue", "o"),
+    ("/conflicts", "Conflicts", "c"),
+    ("/transfers", "Transfers", "t"),
+    ("/audit", "Audit", "a"),
+    ("/vehicle", "Vehicle", "v"),
+    ("/analytics", "Analytics", "y"),
+)
+HEARTBEAT_MS = 2_000
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass
+class PageContext:
+    """What a view needs about its session: the app's state, the user, the Bokeh document."""
+
+    state: Any
+    user: User
+    doc: Any
+    query: dict[str, str] = field(default_factory=dict)
+    bar: TopBar | None = None
+
+    @property
+    def can_write(self) -> bool:
+        """Agents, managers and admins change statuses, book and hold."""
+        return self.user.role in WRITERS
+
+    @property
+    def can_supervise(self) -> bool:
+        """Managers and admins roll back changes and resolve overdue alerts."""
+        return self.user.role in SUPERVISORS
+
+    @property
+    def settings(self) -> Any:
+        return self.state.settings
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a read-only connection (one consistent snapshot)."""
+        with self.state.engine.begin() as conn:
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return fn(conn)
+
+    async def aread(self, fn: Callable[[Connection], T]) -> T:
+        """`read` off the event loop, so one slow query never stalls other sessions."""
+        return await asyncio.to_thread(self.read, fn)
+
+    def act(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        done: str | None = None,
+        allowed: bool | None = None,
+    ) -> T | None:
+        """Run one change in one transaction through the engine (the audited path).
+
+        `allowed` is the role check done here on the server, whatever the page offered; a
+        refused or failed action shows its reason as a toast and writes nothing.
+        """
+        if allowed is False:
+            self.toast("error", f"your role ({self.user.role}) cannot do this")
+            return None
+        try:
+            with self.state.engine.begin() as conn:
+                result = fn(conn)
+        except FleetError as exc:
+            self.toast("error", str(exc))
+            return None
+        if done:
+            self.toast("success", done)
+        return result
+
+    def toast(self, level: str, text: str, *, sound: bool = False) -> None:
+        """Show a toast in this session (levels: info, success, warning, error)."""
+        if self.bar is not None:
+            self.bar.toast(level, text, sound=sound)
+
+    def fresh(self) -> None:
+        """Say the view now shows the database as of this moment."""
+        if self.bar is not None:
+            self.bar.as_of = datetime.now(UTC).isoformat()
+
+
+class View(pn.viewable.Viewer):
+    """A page's content. Subclasses set `title` and build their widgets in `__init__`."""
+
+    title: ClassVar[str] = ""
+
+    def __init__(self, ctx: PageContext, **params: Any) -> None:
+        super().__init__(**params)
+        self.ctx = ctx
+
+    async def on_events(self, messages: list[dict[str, Any]]) -> None:
+        """React to pushed events (in seq order). Runs in the session's own tick."""
+
+
+class TopBar(JSComponent):
+    """Navigation, quick find, connection state and freshness, toasts and the alert sound.
+
+    The server ticks `beat` every two seconds. If no tick arrives for eight, the page has
+    lost its connection: the bar says so, probes /healthz, and reloads once the server
+    answers, so the page catches up with a fresh session and leaves no stale rows behind.
+    """
+
+    page = param.String(default="")
+    who = param.String(default="")
+    beat = param.Integer(default=0)
+    server_live = param.Boolean(default=True)
+    as_of = param.String(default="", doc="ISO time the shown data was last read or pushed.")
+    nav = param.List(default=[])
+    csrf = param.String(default="", doc="The session's CSRF token, for signing out.")
+    sounds = param.Integer(default=0, doc="How many alert sounds this page has played.")
+
+    _esm = ASSETS / "topbar.js"
+
+    _stylesheets: ClassVar[list[str]] = [(ASSETS / "topbar.css").read_text()]
+
+    def toast(self, level: str, text: str, *, sound: bool = False, sound_level: int = 3) -> None:
+        """Show a toast in the browser; `sound` also plays the alert tone."""
+        self._send_msg(
+            {"toast": {"level": level, "text": text}, "sound": sound, "level": sound_level}
+        )
+
+
+# Page-wide styles: readable sizes and large touch targets on tablets.
+PAGE_CSS = """
+body { font-family: system-ui, sans-serif; }
+.bk-btn, button { min-height: 40px; }
+.view-title h1 { font-size: 1.4em; margin: 8px 0 4px; }
+"""
+
+
+class Shell:
+    """One browser session's page: the bar, the view, and the wiring to the event stream."""
+
+    def __init__(self, state: Any, view_cls: type[View], path: str) -> None:
+        self.state = state
+        cookie = pn.state.cookies.get(SESSION_COOKIE, "")
+        user = user_from_cookie(state, cookie)
+        if user is None:  # the sign-in middleware already refused; belt and braces
+            raise PermissionError("sign in first")
+        args = pn.state.session_args or {}
+        query = {k: (v[0].decode() if v else "") for k, v in args.items()}
+        self.ctx = PageContext(state=state, user=user, doc=pn.state.curdoc, query=query)
+        self.bar = TopBar(
+            page=path,
+            who=f"{user.full_name} ({user.role})",
+            nav=[list(n) for n in NAV],
+            csrf=state.signer.csrf_token(state.signer.session_token(cookie) or ""),
+            as_of=datetime.now(UTC).isoformat(),
+            sizing_mode="stretch_width",
+        )
+        self.ctx.bar = self.bar
+        with state.engine.connect() as conn:
+            self.prefs = preferences.get(conn, user_id=user.id)
+        self.view = view_cls(self.ctx)
+        self.ctx.fresh()
+        broadcaster = state.broadcaster
+        self.bar.server_live = broadcaster.connected
+        broadcaster.listeners.add(self._on_events)
+        pn.state.on_session_destroyed(lambda _ctx: broadcaster.listeners.discard(self._on_events))
+        pn.state.add_periodic_callback(self._heartbeat, period=HEARTBEAT_MS)
+
+    def _heartbeat(self) -> None:
+        self.bar.server_live = self.state.broadcaster.connected
+        self.bar.beat += 1
+
+    def _on_events(self, messages: list[dict[str, Any]]) -> None:
+        # Called on the server's event loop; Bokeh models change only in the session's tick.
+        doc = self.ctx.doc
+        if doc is None or doc.session_context is None:
+            return
+        doc.add_next_tick_callback(lambda: self._apply(messages))
+
+    async def _apply(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            await self.view.on_events(messages)
+        except Exception:  # one view's bug must not cut this page off its stream
+            log.exception("view %s failed on pushed events", type(self.view).__name__)
+        self._alert(messages)
+        self.ctx.fresh()
+
+    def _alert(self, messages: list[dict[str, Any]]) -> None:
+        for m in messages:
+            if m.get("kind") != "overdue_escalated":
+                continue
+            data = m.get("data") or {}
+            level = int(data.get("escalation_level") or 1)
+            where = m.get("location_id")
+            if not self.prefs.wants_toast(level=level, location_id=where):
+                continue
+            sound = self.prefs.wants_sound(level=level, location_id=where)
+            plate = data.get("plate", "a vehicle")
+            who = data.get("customer_name") or ""
+            text = f"Overdue level {level}: {plate}" + (f" ({who})" if who else "")
+            self.bar.toast(
+                "warning" if level < 3 else "error", text, sound=sound, sound_level=level
+            )
+
+    def reload_prefs(self) -> None:
+        """Pick up preferences the user just saved on this page."""
+        with self.state.engine.connect() as conn:
+            self.prefs = preferences.get(conn, user_id=self.ctx.user.id)
+
+    def layout(self) -> pn.viewable.Viewable:
+        title = pn.pane.HTML(
+            f"<h1>{html.escape(self.view.title)}</h1>", css_classes=["view-title"], margin=(0, 10)
+        )
+        return pn.Column(
+            self.bar, title, self.view, sizing_mode="stretch_width", stylesheets=[PAGE_CSS]
+        )
