@@ -55,6 +55,8 @@ class PageContext:
     doc: Any
     query: dict[str, str] = field(default_factory=dict)
     bar: TopBar | None = None
+    # The user's notification preferences; a page that saves new ones sets them here.
+    prefs: preferences.NotificationPrefs = field(default_factory=preferences.NotificationPrefs)
 
     @property
     def can_write(self) -> bool:
@@ -144,7 +146,6 @@ class TopBar(JSComponent):
     as_of = param.String(default="", doc="ISO time the shown data was last read or pushed.")
     nav = param.List(default=[])
     csrf = param.String(default="", doc="The session's CSRF token, for signing out.")
-    sounds = param.Integer(default=0, doc="How many alert sounds this page has played.")
 
     _esm = ASSETS / "topbar.js"
 
@@ -187,7 +188,7 @@ class Shell:
         )
         self.ctx.bar = self.bar
         with state.engine.connect() as conn:
-            self.prefs = preferences.get(conn, user_id=user.id)
+            self.ctx.prefs = preferences.get(conn, user_id=user.id)
         self.view = view_cls(self.ctx)
         self.ctx.fresh()
         broadcaster = state.broadcaster
@@ -222,20 +223,15 @@ class Shell:
             data = m.get("data") or {}
             level = int(data.get("escalation_level") or 1)
             where = m.get("location_id")
-            if not self.prefs.wants_toast(level=level, location_id=where):
+            if not self.ctx.prefs.wants_toast(level=level, location_id=where):
                 continue
-            sound = self.prefs.wants_sound(level=level, location_id=where)
+            sound = self.ctx.prefs.wants_sound(level=level, location_id=where)
             plate = data.get("plate", "a vehicle")
             who = data.get("customer_name") or ""
             text = f"Overdue level {level}: {plate}" + (f" ({who})" if who else "")
             self.bar.toast(
                 "warning" if level < 3 else "error", text, sound=sound, sound_level=level
             )
-
-    def reload_prefs(self) -> None:
-        """Pick up preferences the user just saved on this page."""
-        with self.state.engine.connect() as conn:
-            self.prefs = preferences.get(conn, user_id=self.ctx.user.id)
 
     def layout(self) -> pn.viewable.Viewable:
         title = pn.pane.HTML(

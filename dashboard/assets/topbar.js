@@ -97,6 +97,9 @@ export function render({ model, el: root }) {
     t.addEventListener("click", () => t.remove());
     toasts.prepend(t);
     setTimeout(() => t.remove(), msg.toast.level === "error" ? 15000 : 8000);
-    if (msg.sound) { beep(msg.level || 3); model.sounds = model.sounds + 1; }
+    if (msg.sound) {
+      beep(msg.level || 3);
+      bar.dataset.sounds = String(Number(bar.dataset.sounds || 0) + 1);
+    }
   });
 }
