@@ -134,7 +134,7 @@ class View(pn.viewable.Viewer):
 class TopBar(JSComponent):
     """Navigation, quick find, connection state and freshness, toasts and the alert sound.
 
-    The server ticks `beat` every two seconds. If no tick arrives for eight, the page has
+    The server ticks `beat` every two seconds. If no tick arrives for six, the page has
     lost its connection: the bar says so, probes /healthz, and reloads once the server
     answers, so the page catches up with a fresh session and leaves no stale rows behind.
     """

@@ -1,4 +1,4 @@
-const STALE_MS = 8000;
+const STALE_MS = 6000;
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);

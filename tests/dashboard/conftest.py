@@ -40,13 +40,21 @@ def browser() -> Iterator[object]:
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def sign_in(browser, api, role: str = "agent", path: str = "/board", **context_args):
+def sign_in(
+    browser,
+    api,
+    role: str = "agent",
+    path: str = "/board",
+    *,
+    base: str | None = None,
+    **context_args,
+):
     """A fresh browser context signed in as the role's user, on `path` once it is live."""
     from tests.api.conftest import PASSWORD
 
     context = browser.new_context(**context_args)
     page = context.new_page()
-    page.goto(f"{api.url}{path}")
+    page.goto(f"{base or api.url}{path}")
     assert "/login" in page.url  # every page needs a session
     page.fill("#username", api.users[role].username)
     page.fill("#password", PASSWORD)
