@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -24,6 +25,26 @@ BADGES = {
 }
 MAX_VEHICLES = 20_000
 HIGHLIGHT_MS = 2_500
+# Colour as well as the word, readable on a wall screen: one class per status.
+BADGE_CSS = """
+.badge { display: inline-block; padding: 2px 8px; border-radius: 10px; font-weight: 600; }
+.badge.available { background: #d7f0dd; color: #0a5b24; }
+.badge.reserved { background: #e3e8f8; color: #22397a; }
+.badge.rented { background: #dbe9f6; color: #0b4a7d; }
+.badge.overdue { background: #9d0019; color: #fff; }
+.badge.cleaning { background: #fff1c9; color: #6b4e00; }
+.badge.maintenance { background: #f3ddd0; color: #7a3300; }
+.badge.in_transit { background: #e8ddf5; color: #4a2378; }
+.badge.out_of_service { background: #ddd; color: #333; }
+.tabulator-row.tabulator-selected { background: #fff3a0 !important; transition: background 0.6s; }
+"""
+
+
+def badge(status: str, overdue: bool = False) -> str:
+    """A status badge: the word plus a colour class (both from our own fixed set)."""
+    key = "overdue" if overdue else status
+    word = "OVERDUE" if overdue else BADGES.get(status, status)
+    return f'<span class="badge {html.escape(key)}">{html.escape(word)}</span>'
 
 
 def _late(v: VehicleStatus, now: datetime) -> str:
@@ -43,12 +64,11 @@ def row(v: VehicleStatus, now: datetime) -> dict[str, str]:
     if v.expected_available_at is not None:
         tz = zone(v.time_zone or "UTC")
         expected = v.expected_available_at.astimezone(tz).strftime("%a %d %b %H:%M %Z")
-    status = "OVERDUE" if v.overdue else BADGES.get(v.status, v.status)
     contact = " · ".join(p for p in (v.customer_phone, v.customer_email) if p)
     return {
         "plate": v.plate,
         "vehicle": f"{v.make} {v.model} ({v.category_code})",
-        "status": status,
+        "status": badge(v.status, v.overdue),
         "where": v.whereabouts,
         "customer": v.customer_name or "",
         "contact": contact if v.status == "rented" else "",
@@ -77,6 +97,8 @@ class VehicleTable:
             pagination="remote",
             page_size=50,
             header_filters={"plate": {"type": "input", "func": "like"}},
+            formatters={"status": {"type": "html"}},
+            stylesheets=[BADGE_CSS],
             sizing_mode="stretch_width",
             css_classes=["vehicles"],
         )

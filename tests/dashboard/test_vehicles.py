@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dashboard.vehicles import VehicleTable, frame, row
+from dashboard.vehicles import VehicleTable, badge, frame, row
 from db.status import VehicleStatus
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -50,7 +50,7 @@ def test_a_late_rental_reads_as_overdue_with_contact_and_local_time():
         overdue=True,
     )
     shown = row(late, NOW)
-    assert shown["status"] == "OVERDUE"
+    assert ">OVERDUE<" in shown["status"] and "badge overdue" in shown["status"]
     assert shown["where"] == "with customer"
     assert shown["contact"] == "+49 30 1 · a@example.com"
     assert shown["expected back"] == "Wed 25 Nov 10:55 CET"  # Berlin time, not UTC
@@ -63,7 +63,7 @@ def test_apply_patches_only_changed_cells_and_appends_new_vehicles():
     sent = []
     table.widget.patch = lambda value, as_index=True: sent.append((value, as_index))
     table.apply([_vehicle(2, "cleaning"), _vehicle(1), _vehicle(3)])
-    assert sent == [({"status": [(1, "cleaning")]}, False)]
+    assert sent == [({"status": [(1, badge("cleaning"))]}, False)]
     assert list(table.widget.value.index) == [1, 2, 3]
     assert table.widget.selection == [1, 0]
     assert list(frame([_vehicle(4)]).index) == [4]
