@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import threading
 from typing import Any
 
 import pandas as pd
@@ -24,12 +25,14 @@ COUNT_COLUMNS = [
     "out_of_service",
 ]
 
+_SHOWN = {"in_transit": "in transit", "out_of_service": "out of service"}
+
 
 def counts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per location, one whole-number column per status (overdue counted apart)."""
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["location", *COUNT_COLUMNS])
+        return pd.DataFrame(columns=["location", *COUNT_COLUMNS]).rename(columns=_SHOWN)
     # Vehicles on the road between lots have no location: they get a row of their own.
     frame["location"] = frame["location"].fillna("(between lots)")
     pivot = (
@@ -39,7 +42,28 @@ def counts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         .reset_index()
         .rename_axis(None, axis=1)
     )
-    return pivot.rename(columns={"in_transit": "in transit", "out_of_service": "out of service"})
+    return pivot.rename(columns=_SHOWN)
+
+
+class SharedCounts:
+    """Counts as of an event seq, read once per process however many boards are open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seq = -1
+        self._rows: list[dict[str, Any]] = []
+
+    def get(self, conn: Any, seq: int) -> list[dict[str, Any]]:
+        """The counts as of `seq` or later; the first board to ask reads, the rest reuse."""
+        with self._lock:
+            if self._seq >= seq:
+                return self._rows
+            rows = status.status_counts(conn)
+            self._seq, self._rows = seq, rows
+            return rows
+
+
+SHARED_COUNTS = SharedCounts()
 
 
 class LiveBoard(View):
@@ -79,14 +103,15 @@ class LiveBoard(View):
         del self._changes[_MAX_CHANGES:]
         self._feed.object = "<ul>" + "".join(self._changes) + "</ul>"
         ids = sorted({m["vehicle_id"] for m in messages if m.get("vehicle_id")})
-        changed, counts = await self.ctx.aread(lambda c: self._read_in(c, ids))
+        seq = int(messages[-1]["seq"])
+        changed, counts = await self.ctx.aread(lambda c: self._read_in(c, ids, seq))
         self._vehicles.apply(changed)
         self._counts.value = counts_frame(counts)
 
     @staticmethod
-    def _read_in(conn, ids: list[int]):
+    def _read_in(conn: Any, ids: list[int], seq: int) -> tuple[list, list[dict[str, Any]]]:
         changed = status.list_status(conn, vehicle_ids=ids, limit=len(ids)) if ids else []
-        return changed, status.status_counts(conn)
+        return changed, SHARED_COUNTS.get(conn, seq)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
