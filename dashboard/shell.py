@@ -41,6 +41,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("/audit", "Audit", "a"),
     ("/vehicle", "Vehicle", "v"),
     ("/analytics", "Analytics", "y"),
+    ("/feeds", "Feeds", "f"),
 )
 HEARTBEAT_MS = 2_000
 ASSETS = Path(__file__).parent / "assets"
