@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         default=8, description="Delivery attempts per notification before it is marked failed."
     )
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server.")
+    # The dashboard.
+    map_tiles: str = Field(
+        default="OpenStreetMap.Mapnik",
+        description="xyzservices provider drawn under the fleet map (OpenTopoMap,"
+        " Esri.WorldStreetMap, ...); '' or 'none', a provider that needs an API key, or an"
+        " unreachable tile server draws plain longitude/latitude axes instead.",
+    )
 
     @property
     def inbox_location(self) -> str:
