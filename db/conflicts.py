@@ -11,6 +11,7 @@ from db import availability
 from db.blocks import Block, end_block, get_block, insert_block
 from db.errors import HoldExpired, InvalidInput
 from db.events import emit, to_json
+from db.fleet import get_vehicle
 from db.sqlfiles import query
 
 DEFAULT_HORIZON = timedelta(hours=48)
@@ -202,6 +203,32 @@ def suggest(
             )
         )
     return out
+
+
+def suggest_for_booking(
+    conn: Connection, *, block_id: int, now: datetime | None = None
+) -> list[Suggestion]:
+    """Return the ways to serve an open booking on another car (for a booking a feed hit).
+
+    A feed collision stores suggestions made when the record arrived, sometimes for the feed's
+    own period; these are for the booking in the way as it stands now, so applying one with
+    `swap_vehicle` moves exactly that booking. A booking that cannot be swapped (a rental
+    under way, an ended booking, a hold that ran out) gets none.
+    """
+    block = get_block(conn, block_id=block_id)
+    clock = now or conn.exec_driver_sql("SELECT now()").scalar_one()
+    if block.kind not in ("reservation", "hold") or block.state != "active":
+        return []
+    if block.kind == "hold" and block.expires_at is not None and block.expires_at <= clock:
+        return []
+    return suggest(
+        conn,
+        start=block.start,
+        end=block.end,
+        location_id=block.start_location_id,
+        category_id=get_vehicle(conn, id=block.vehicle_id).category_id,
+        now=now,
+    )
 
 
 def swap_vehicle(
