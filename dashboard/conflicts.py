@@ -13,7 +13,7 @@ import panel as pn
 from sqlalchemy import Connection
 
 from dashboard.shell import PageContext, View
-from db import conflicts, transfers
+from db import conflicts
 from db.blocks import Block, get_block
 from db.conflicts import Conflict, FeedCollision, Suggestion
 from db.fleet import Location, list_locations
@@ -208,35 +208,6 @@ def read_items(conn: Connection, *, location_id: int | None = None) -> list[Item
     return sorted(items, key=lambda i: (i.severity != "critical", i.starts or far, i.key))
 
 
-def apply_suggestion(
-    conn: Connection, *, block_id: int, suggestion: Suggestion, user_id: int
-) -> Block:
-    """Move the booking onto the suggested car through the engine; return the new booking.
-
-    A transfer suggestion first books the drive to the pickup lot, leaving when suggested
-    (or now, if that moment has passed), so the swap's own check sees the car arrive in time
-    and refuses, writing nothing, if it would not.
-    """
-    if suggestion.action == "transfer":
-        booking = get_block(conn, block_id=block_id)
-        now = datetime.now(UTC)
-        transfers.schedule_transfer(
-            conn,
-            vehicle_id=suggestion.vehicle_id,
-            to_location_id=booking.start_location_id,
-            depart_at=max(suggestion.depart_by or now, now),
-            created_by=user_id,
-            reference=f"for booking #{block_id}",
-        )
-    return conflicts.swap_vehicle(
-        conn,
-        block_id=block_id,
-        vehicle_id=suggestion.vehicle_id,
-        changed_by=user_id,
-        reason=f"conflict {suggestion.action}",
-    )
-
-
 class _Card:
     """The shown form of one item: its text (re-rendered as the clock moves) and buttons."""
 
@@ -391,7 +362,7 @@ class ConflictsView(View):
             b.disabled = True
         try:
             self.ctx.act(
-                lambda c: apply_suggestion(
+                lambda c: conflicts.apply_suggestion(
                     c, block_id=item.block_id, suggestion=suggestion, user_id=self.ctx.user.id
                 ),
                 done=f"Booking #{item.block_id} moved to {suggestion.plate}",

@@ -13,6 +13,7 @@ from db.errors import HoldExpired, InvalidInput
 from db.events import emit, to_json
 from db.fleet import get_vehicle
 from db.sqlfiles import query
+from db.transfers import schedule_transfer
 
 DEFAULT_HORIZON = timedelta(hours=48)
 
@@ -497,3 +498,32 @@ def open_feed_collisions(
         )
         for r in rows
     ]
+
+
+def apply_suggestion(
+    conn: Connection, *, block_id: int, suggestion: Suggestion, user_id: int
+) -> Block:
+    """Move the booking onto the suggested car through the engine; return the new booking.
+
+    A transfer suggestion first books the drive to the pickup lot, leaving when suggested
+    (or now, if that moment has passed), so the swap's own check sees the car arrive in time
+    and refuses, writing nothing, if it would not.
+    """
+    if suggestion.action == "transfer":
+        booking = get_block(conn, block_id=block_id)
+        now = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        schedule_transfer(
+            conn,
+            vehicle_id=suggestion.vehicle_id,
+            to_location_id=booking.start_location_id,
+            depart_at=max(suggestion.depart_by or now, now),
+            created_by=user_id,
+            reference=f"for booking #{block_id}",
+        )
+    return swap_vehicle(
+        conn,
+        block_id=block_id,
+        vehicle_id=suggestion.vehicle_id,
+        changed_by=user_id,
+        reason=f"conflict {suggestion.action}",
+    )

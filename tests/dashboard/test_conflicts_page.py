@@ -143,7 +143,8 @@ def test_a_conflict_made_elsewhere_is_pushed_into_the_open_page(browser, api, en
 
 
 def test_a_transfer_way_out_books_the_drive_and_moves_the_booking_onto_that_car(conn, world):
-    from dashboard.conflicts import apply_suggestion, suggestion_label
+    from dashboard.conflicts import suggestion_label
+    from db.conflicts import apply_suggestion
     from tests.conftest import add_vehicle
 
     broken = add_vehicle(conn, world, "B DC 1")
