@@ -1,4 +1,4 @@
-"""Finding things fast: vehicles by partial or misread plate, current rentals by customer name."""
+"""Finding things fast: vehicles by (misread) plate, customers and their rentals by name."""
 
 from __future__ import annotations
 
@@ -122,3 +122,50 @@ def find_rentals_by_customer(
 def _escape_like(value: str) -> str:
     # Typed % and _ are literal characters, not wildcards that would match every customer.
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class CustomerMatch(BaseModel):
+    """A customer whose name matches what was typed, with how well (for booking forms)."""
+
+    customer_id: int
+    name: str
+    phone: str | None
+    email: str | None
+    score: float
+
+
+def find_customers(conn: Connection, *, name: str, limit: int = 10) -> list[CustomerMatch]:
+    """Return customers whose name contains or resembles the typed text, best first.
+
+    Unlike find_rentals_by_customer this finds every customer, booked or not: a clerk needs
+    it to name who a new reservation is for.
+    """
+    name = (name or "").strip()
+    if len(name) < 2:
+        raise InvalidInput("type at least two letters of the customer's name", field="name")
+    if not 1 <= limit <= 100:
+        raise InvalidInput("limit must be between 1 and 100", field="limit")
+    rows = conn.execute(
+        text(
+            "SELECT cu.id AS customer_id, cu.name, cu.phone, cu.email,"
+            " greatest(similarity(cu.name, :name), word_similarity(:name, cu.name),"
+            "   CASE WHEN cu.name ILIKE :pattern THEN 0.9 ELSE 0 END) AS score"
+            " FROM customers cu"
+            " WHERE cu.name % :name OR :name <% cu.name OR cu.name ILIKE :pattern"
+            " ORDER BY score DESC, cu.name, cu.id LIMIT :limit"
+        ),
+        {"name": name, "pattern": f"%{_escape_like(name)}%", "limit": limit},
+    ).mappings()
+    return [CustomerMatch.model_validate(dict(r)) for r in rows]
+
+
+def known_features(conn: Connection) -> list[str]:
+    """Return every feature an active vehicle has, alphabetically (the search form's choices)."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT DISTINCT f FROM vehicles v, unnest(v.features) AS f"
+                " WHERE v.active ORDER BY f"
+            )
+        ).scalars()
+    )
