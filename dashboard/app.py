@@ -21,6 +21,7 @@ PAGES: dict[str, str] = {
     "/audit": "dashboard.audit:AuditView",
     "/vehicle": "dashboard.vehicle:VehicleView",
     "/analytics": "dashboard.analytics:AnalyticsView",
+    "/feeds": "dashboard.feeds:FeedsView",
 }
 TITLES = {path: label for path, label, _ in NAV}
 
@@ -38,6 +39,10 @@ def mount_pages(app: FastAPI) -> None:
     def root() -> RedirectResponse:
         return RedirectResponse("/board", status_code=303)
 
+    # The printable QR label sheets: plain HTML, behind the same page sign-in.
+    from dashboard import labels
+
+    app.include_router(labels.router)
     for path, spec in PAGES.items():
         _mount(app, path, spec)
 

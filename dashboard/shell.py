@@ -123,6 +123,9 @@ class View(pn.viewable.Viewer):
     """A page's content. Subclasses set `title` and build their widgets in `__init__`."""
 
     title: ClassVar[str] = ""
+    # False for pages whose figures come from a query the user runs (analytics): pushed
+    # events then do not move the page's "data as of".
+    live: ClassVar[bool] = True
 
     def __init__(self, ctx: PageContext, **params: Any) -> None:
         super().__init__(**params)
@@ -215,7 +218,8 @@ class Shell:
         except Exception:  # one view's bug must not cut this page off its stream
             log.exception("view %s failed on pushed events", type(self.view).__name__)
         self._alert(messages)
-        self.ctx.fresh()
+        if self.view.live:
+            self.ctx.fresh()
 
     def _alert(self, messages: list[dict[str, Any]]) -> None:
         for m in messages:

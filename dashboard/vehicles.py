@@ -47,7 +47,7 @@ def badge(status: str, overdue: bool = False) -> str:
     return f'<span class="badge {html.escape(key)}">{html.escape(word)}</span>'
 
 
-def _late(v: VehicleStatus, now: datetime) -> str:
+def lateness(v: VehicleStatus, now: datetime) -> str:
     """Actual vs scheduled return, in the words staff use."""
     if v.status != "rented" or v.expected_available_at is None:
         return ""
@@ -73,7 +73,7 @@ def row(v: VehicleStatus, now: datetime) -> dict[str, str]:
         "customer": v.customer_name or "",
         "contact": contact if v.status == "rented" else "",
         "expected back": expected,
-        "return": _late(v, now),
+        "return": lateness(v, now),
     }
 
 

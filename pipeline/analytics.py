@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Literal, get_args
 
 import duckdb
+import pandas as pd
 from sqlalchemy.engine import make_url
 
 from db import history
-from fleet.settings import get_settings
+from db.errors import InvalidInput
+from db.status import STATUSES
+from db.timeutil import MAX_PERIOD, require_aware
+from fleet.settings import Settings, get_settings
+
+log = logging.getLogger("fleet.analytics")
 
 # DuckDB cannot download extensions here; the PyPI wheel duckdb-extension-postgres carries
 # the binary. It must sit where DuckDB looks for a known extension, under the name of the
@@ -158,3 +170,212 @@ _VIEWS = {
     "overdue": "SELECT * FROM pg.public.overdue_vehicles",
     "archives": "SELECT * FROM pg.public.history_archives",
 }
+
+
+# --- Utilization and availability over time (the dashboard's Analytics page) ---------------
+
+Granularity = Literal["day", "week"]
+GroupBy = Literal["location", "category"]
+GRANULARITIES: tuple[str, ...] = get_args(Granularity)
+GROUPINGS: tuple[str, ...] = get_args(GroupBy)
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """One question about vehicle-time: which local days, lot, category, bucket and grouping.
+
+    `first_day` and `last_day` (inclusive) are calendar dates; every lot counts them from
+    its own local midnight, so a day in New York starts hours after one in Berlin.
+    """
+
+    first_day: date
+    last_day: date
+    granularity: Granularity = "day"
+    by: GroupBy = "location"
+    location_id: int | None = None
+    category_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.last_day < self.first_day:
+            raise InvalidInput(
+                f"the period ends ({self.last_day}) before it starts ({self.first_day})",
+                field="last_day",
+            )
+        if (self.last_day - self.first_day).days + 1 > MAX_PERIOD.days:
+            raise InvalidInput(
+                f"the period is longer than {MAX_PERIOD.days} days", field="last_day"
+            )
+        if self.granularity not in GRANULARITIES:
+            raise InvalidInput(f"unknown granularity {self.granularity!r}", field="granularity")
+        if self.by not in GROUPINGS:
+            raise InvalidInput(f"cannot group by {self.by!r}", field="by")
+
+
+# Each status change lasts until the vehicle's next one (lead over the vehicle's history, in
+# the order the changes were made); the last lasts until now. A stretch of time counts at the
+# lot the status change names (a rental at its pick-up lot, a transfer at its origin until it
+# arrives), falling back to the vehicle's home lot. Stretches are cut at each lot's local
+# midnights, so DST days have 23 or 25 hours, and at `now`, so today is counted so far.
+_STATUS_HOURS = """
+WITH changes AS (
+    SELECT h.vehicle_id, h.new_status AS status,
+           coalesce(h.new_location_id, v.home_location_id) AS location_id,
+           v.category_id, h.changed_at AS since,
+           lead(h.changed_at) OVER (PARTITION BY h.vehicle_id ORDER BY h.changed_at, h.id)
+               AS next_at
+    FROM fleet.status_history h
+    JOIN fleet.vehicles v ON v.id = h.vehicle_id
+    WHERE h.changed_at < $scan_until
+      AND ($category_id IS NULL OR v.category_id = $category_id)
+),
+stretches AS (
+    SELECT vehicle_id, status, location_id, category_id, since,
+           coalesce(next_at, $now) AS until
+    FROM changes
+    WHERE $location_id IS NULL OR location_id = $location_id
+),
+days AS (
+    SELECT l.id AS location_id, CAST(d AS DATE) AS day,
+           timezone(l.time_zone, d) AS day_start,
+           least(timezone(l.time_zone, d + INTERVAL 1 DAY), $now) AS day_end
+    FROM fleet.locations l
+    CROSS JOIN generate_series(CAST($first_day AS TIMESTAMP), CAST($last_day AS TIMESTAMP),
+                               INTERVAL 1 DAY) AS t(d)
+    WHERE $location_id IS NULL OR l.id = $location_id
+),
+pieces AS (
+    SELECT CASE WHEN $granularity = 'week' THEN CAST(date_trunc('week', d.day) AS DATE)
+                ELSE d.day END AS period,
+           CASE WHEN $by = 'category' THEN s.category_id ELSE s.location_id END AS group_id,
+           s.status,
+           epoch(least(s.until, d.day_end) - greatest(s.since, d.day_start)) / 3600 AS hours
+    FROM stretches s
+    JOIN days d ON d.location_id = s.location_id
+               AND s.since < d.day_end AND s.until > d.day_start
+),
+totals AS (
+    SELECT period, group_id, status, sum(hours) AS hours
+    FROM pieces
+    GROUP BY ALL
+    -- changes made at the same instant leave stretches of no length: nothing to share out
+    HAVING sum(hours) > 0
+)
+SELECT t.period,
+       CASE WHEN $by = 'category' THEN c.code ELSE l.code END AS "group",
+       t.status, t.hours,
+       t.hours / sum(t.hours) OVER (PARTITION BY t.period, t.group_id) AS share
+FROM totals t
+LEFT JOIN fleet.locations l ON $by = 'location' AND l.id = t.group_id
+LEFT JOIN fleet.categories c ON $by = 'category' AND c.id = t.group_id
+ORDER BY t.period, "group", t.status
+"""
+
+
+def status_hours(
+    con: duckdb.DuckDBPyConnection, query: UsageQuery, *, now: datetime | None = None
+) -> pd.DataFrame:
+    """Return vehicle-hours per period, group and status, and each status's share of the group.
+
+    Columns: `period` (first local day of the bucket), `group` (a location or category
+    code), `status`, `hours`, `share` (of the group's vehicle-hours in that period).
+    Time after `now` (default: the clock) is not counted.
+    """
+    now = require_aware(now or datetime.now(UTC), "now")
+    # Every lot's days lie within a day either side of UTC's, so changes made later than two
+    # days after the last day cannot touch the period; bounding the scan lets PostgreSQL skip
+    # them.
+    scan_until = datetime.combine(query.last_day + timedelta(days=2), datetime.min.time(), UTC)
+    frame = con.execute(
+        _STATUS_HOURS,
+        {
+            "first_day": query.first_day,
+            "last_day": query.last_day,
+            "granularity": query.granularity,
+            "by": query.by,
+            "location_id": query.location_id,
+            "category_id": query.category_id,
+            "now": now,
+            "scan_until": scan_until,
+        },
+    ).df()
+    frame["period"] = pd.to_datetime(frame["period"]).dt.date
+    return frame
+
+
+def usage_table(hours: pd.DataFrame) -> pd.DataFrame:
+    """Pivot `status_hours` to one row per period and group: hours per status, the shares.
+
+    Columns: `period`, `group`, `vehicle_hours`, one `<status>_hours` column per status (in
+    db.status.STATUSES order), `utilization` (share of vehicle-time rented) and
+    `availability` (share available).
+    """
+    status_columns = [f"{s}_hours" for s in STATUSES]
+    if hours.empty:
+        return pd.DataFrame(
+            columns=[
+                "period",
+                "group",
+                "vehicle_hours",
+                *status_columns,
+                "utilization",
+                "availability",
+            ]
+        )
+    wide = hours.pivot_table(
+        index=["period", "group"], columns="status", values="hours", aggfunc="sum", fill_value=0.0
+    ).reindex(columns=list(STATUSES), fill_value=0.0)
+    wide.columns = status_columns
+    wide.insert(0, "vehicle_hours", wide.sum(axis=1))
+    wide["utilization"] = wide["rented_hours"] / wide["vehicle_hours"]
+    wide["availability"] = wide["available_hours"] / wide["vehicle_hours"]
+    return wide.reset_index().rename_axis(None, axis=1)
+
+
+def hours_by_status(hours: pd.DataFrame) -> pd.DataFrame:
+    """Sum `status_hours` over the groups: one row per period, one column per status."""
+    if hours.empty:
+        return pd.DataFrame(columns=["period", *STATUSES])
+    wide = hours.pivot_table(
+        index="period", columns="status", values="hours", aggfunc="sum", fill_value=0.0
+    ).reindex(columns=list(STATUSES), fill_value=0.0)
+    return wide.reset_index().rename_axis(None, axis=1)
+
+
+def extension_directory(settings: Settings) -> Path:
+    """Return where DuckDB keeps the postgres extension for this installation."""
+    return settings.data_dir / "duckdb-extensions"
+
+
+# Pages run queries from worker threads: two first runs must not copy the extension over
+# each other while one of them is loading it.
+_connect_lock = threading.Lock()
+
+
+def fetch_status_hours(
+    query: UsageQuery, *, postgres_url: str, settings: Settings, now: datetime | None = None
+) -> pd.DataFrame:
+    """Open DuckDB over the fleet and its archive, answer `status_hours`, and close it again.
+
+    Blocking: call it off the event loop (asyncio.to_thread).
+    """
+    started = time.monotonic()
+    with _connect_lock:
+        con = connect(
+            postgres_url=postgres_url,
+            extension_directory=extension_directory(settings),
+            archive_dir=settings.archive_location,
+        )
+    try:
+        opened = time.monotonic()
+        hours = status_hours(con, query, now=now)
+    finally:
+        con.close()
+    log.info(
+        "status hours %s to %s: %s rows (DuckDB opened in %.2f s, query %.2f s)",
+        query.first_day,
+        query.last_day,
+        len(hours),
+        opened - started,
+        time.monotonic() - opened,
+    )
+    return hours

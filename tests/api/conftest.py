@@ -14,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from api.app import create_app
 from db import auth, fleet
@@ -80,6 +81,20 @@ def server_settings(database_url: str, data_dir: Path, **overrides) -> Settings:
     return Settings(**base)
 
 
+def empty_tables(engine: Engine, tables: str) -> None:
+    """TRUNCATE, retried: an open page may still be reading, and the two can deadlock."""
+    for attempt in range(5):
+        try:
+            with engine.begin() as c:
+                c.execute(text("SET LOCAL lock_timeout = '5s'"))
+                c.execute(text(f"TRUNCATE {tables} CASCADE"))
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def live_server(database_url: str, tmp_path_factory) -> Iterator[ServerThread]:
     settings = server_settings(database_url, tmp_path_factory.mktemp("server"))
@@ -140,5 +155,4 @@ def api(live_server: ServerThread, engine: Engine) -> Iterator[ApiWorld]:
                 c, user_id=user.id, kind="api", lifetime=timedelta(hours=1)
             ).token
     yield ApiWorld(live_server.url, world, vehicles, users, tokens)
-    with engine.begin() as c:
-        c.execute(text(f"TRUNCATE {API_TABLES} CASCADE"))
+    empty_tables(engine, API_TABLES)

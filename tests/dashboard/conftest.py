@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +42,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 def sign_in(
     browser,
-    api,
+    server,
     role: str = "agent",
     path: str = "/board",
     *,
@@ -54,9 +54,9 @@ def sign_in(
 
     context = browser.new_context(**context_args)
     page = context.new_page()
-    page.goto(f"{base or api.url}{path}")
+    page.goto(f"{base or server.url}{path}")
     assert "/login" in page.url  # every page needs a session
-    page.fill("#username", api.users[role].username)
+    page.fill("#username", server.users[role].username)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_selector(".topbar [data-state=live]", timeout=20_000)
@@ -69,3 +69,16 @@ def screenshot(page, name: str) -> Path:
     target = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(target), full_page=True)
     return target
+
+
+def run_async(coro):
+    """Run a coroutine to the end on its own loop in a worker thread.
+
+    Playwright's sync API keeps an event loop running in the main thread once a browser test
+    has run, so `asyncio.run` there would refuse.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -14,7 +13,7 @@ from bokeh.models import ColumnDataSource, TileRenderer
 from dashboard import map as fleet_map
 from db.fleet import Location
 from db.transfers import Transfer
-from tests.dashboard.conftest import sign_in
+from tests.dashboard.conftest import run_async, sign_in
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BER = Location(
@@ -208,12 +207,12 @@ def test_the_page_rereads_only_for_events_that_move_counts_or_transfers(no_timer
     assert view._routes.data["plate"] == [] and ctx.reads == 1
     assert fleet_map.NO_TILES_NOTE in view.__panel__().objects[0].object
     assert view._sites.data["x"] == [BER.longitude, JFK.longitude]  # plain axes
-    asyncio.run(view.on_events([{"kind": "hold_created", "vehicle_id": 1}]))
+    run_async(view.on_events([{"kind": "hold_created", "vehicle_id": 1}]))
     assert ctx.reads == 1 and ctx.freshened == 0
     ctx.moves = [
         _transfer(datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1))
     ]
-    asyncio.run(view.on_events([{"kind": "status_changed", "vehicle_id": 1}]))
+    run_async(view.on_events([{"kind": "status_changed", "vehicle_id": 1}]))
     assert ctx.reads == 2 and ctx.freshened == 1
     assert view._routes.data["plate"] == ["B AP 101"]
     assert view._routes.data["state"] == ["on the way"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ from dashboard.shell import PageContext
 from db import availability, blocks, holds, rentals, saved_searches
 from db.timeutil import zone
 from tests.conftest import add_vehicle
-from tests.dashboard.conftest import sign_in
+from tests.dashboard.conftest import run_async, sign_in
 
 BERLIN = zone("Europe/Berlin")
 
@@ -127,7 +126,7 @@ def test_hold_released_from_another_page_ends_the_countdown(api, engine):
         holds.release_hold(c, hold_id=hold.id, released_by=w.agent.id)
 
     event = {"kind": "hold_cancelled", "vehicle_id": hold.vehicle_id, "location_id": w.ber.id}
-    asyncio.run(view.on_events([{**event, "seq": 1, "data": {"id": hold.id}}]))
+    run_async(view.on_events([{**event, "seq": 1, "data": {"id": hold.id}}]))
 
     assert view._hold is None
     assert "The hold on B AP 104 was cancelled." in view._hold_state.object
@@ -164,7 +163,7 @@ def test_a_shown_car_taken_elsewhere_leaves_the_results_with_a_warning(api, engi
         )
 
     event = {"kind": "reservation_created", "vehicle_id": vehicle_id, "location_id": w.ber.id}
-    asyncio.run(view.on_events([{**event, "seq": 1, "data": {}}]))
+    run_async(view.on_events([{**event, "seq": 1, "data": {}}]))
 
     assert "B AP 102" not in list(view._table.value["plate"])
     assert len(view._table.value) == 3
@@ -181,7 +180,7 @@ def test_text_filter_keeps_matching_plates_and_marks_the_match(api, engine):
     assert frame["_plate"].iloc[0] == "B <mark>AP 102</mark>"
 
     view._text.value = "golf"
-    asyncio.run(view._on_search())
+    run_async(view._on_search())
     assert len(view._table.value) == 4
     assert set(view._table.value["_vehicle"]) == {"VW <mark>Golf</mark> 2024"}
 
@@ -193,6 +192,8 @@ def test_booking_a_selected_car_directly_without_a_hold(api, engine):
     vehicle_id = _select(view, "B AP 104")
     view._customer.options = {"Bob Meyer": w.bob.id}
     view._customer.value = w.bob.id
+    # The value's watcher is a coroutine; without a session loop here, run its sync part.
+    view._sync_actions()
     assert "Book reserves it directly for Bob Meyer" in view._picked.object
 
     view._on_book()
@@ -229,7 +230,7 @@ def test_choosing_a_customer_suggests_what_they_usually_rent(api, engine):
         )
     view, _ = _view(api, engine, "agent", _query(w.at(26), w.at(50)))
 
-    asyncio.run(view._on_customer(SimpleNamespace(new=w.alice.id)))
+    run_async(view._on_customer(SimpleNamespace(new=w.alice.id)))
 
     assert view._suggestions.visible
     [text, buttons] = view._suggestions.objects
