@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -170,6 +170,14 @@ def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(parts) or "no vehicles"
 
 
+def short_label(code: str, counts: dict[str, int]) -> str:
+    """A lot's label on the map: its code, cars free now, and overdue ones if any."""
+    if not sum(counts.values()):
+        return f"{code}: no vehicles"
+    label = f"{code}: {counts.get('available', 0)} available"
+    return label + (f", {counts['overdue']} overdue" if counts.get("overdue") else "")
+
+
 def _colour(counts: dict[str, int]) -> str:
     if counts.get("overdue"):
         return COLOURS["overdue"]
@@ -199,7 +207,9 @@ def location_data(
         data["code"].append(loc.code)
         data["name"].append(loc.name)
         data["counts"].append(counts_text(mine))
-        data["label"].append(f"{loc.code} {loc.name}\n{counts_text(mine)}")
+        # Short on the map (neighbouring lots must not print over each other); the full
+        # counts are in the hover and the table below.
+        data["label"].append(short_label(loc.code, mine))
         # Grows with the fleet, but a one-car lot stays tappable and a hub leaves room around it.
         data["size"].append(min(44.0, 16.0 + 5.0 * math.sqrt(total)))
         data["colour"].append(_colour(mine))
@@ -208,6 +218,17 @@ def location_data(
         data["align"].append("right" if east else "left")
         data["offset"].append(-(data["size"][-1] / 2 + 6) if east else data["size"][-1] / 2 + 6)
     return data
+
+
+SOON = timedelta(hours=24)
+
+
+def on_the_map(moves: list[Transfer], now: datetime) -> list[Transfer]:
+    """The transfers worth drawing: under way, late, or leaving within a day.
+
+    A fleet books transfers weeks ahead; drawing them all would bury today's in lines.
+    """
+    return [t for t in moves if t.departed_at is not None or t.departs_at <= now + SOON]
 
 
 def transfer_state(t: Transfer, now: datetime) -> str:
@@ -403,7 +424,7 @@ class FleetMap(View):
             pn.pane.HTML(f"<p>{LEGEND}</p>", css_classes=["map-legend"]),
             pn.pane.HTML("<h3>Vehicles by location and status</h3>"),
             self._table,
-            pn.pane.HTML("<h3>Transfers in transit and scheduled</h3>"),
+            pn.pane.HTML("<h3>Transfers under way and leaving within a day</h3>"),
             self._moving,
         ]
         self._layout = pn.Column(*parts, sizing_mode="stretch_width")
@@ -422,8 +443,14 @@ class FleetMap(View):
     def _drift(self) -> None:
         """Move vehicles in transit along their routes as the clock runs (no database read)."""
         now = datetime.now(UTC)
-        self._routes.data = transfer_data(self._transfers, self._locations, now, self._project)
-        self._moving.object = transfers_html(self._transfers, self._locations, now)
+        shown = on_the_map(self._transfers, now)
+        self._routes.data = transfer_data(shown, self._locations, now, self._project)
+        later = len(self._transfers) - len(shown)
+        self._moving.object = transfers_html(shown, self._locations, now) + (
+            f'<p>{later} more scheduled later: see <a href="/transfers">Transfers</a>.</p>'
+            if later
+            else ""
+        )
 
     async def on_events(self, messages: list[dict[str, Any]]) -> None:
         if not any(str(m.get("kind", "")).startswith(RELEVANT) for m in messages):

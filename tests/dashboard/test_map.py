@@ -120,7 +120,7 @@ def test_lots_show_their_counts_in_words_and_lots_without_coordinates_only_in_th
     )
     data = fleet_map.location_data([BER, JFK, NOWHERE], counts, fleet_map.plain)
     assert data["code"] == ["BER1", "JFK1"]
-    assert data["label"][0] == "BER1 Berlin Airport\n3 available, 2 overdue, 1 in transit"
+    assert data["label"][0] == "BER1: 3 available, 2 overdue"
     assert data["counts"][1] == "no vehicles"
     assert data["colour"] == [fleet_map.COLOURS["overdue"], fleet_map.COLOURS["empty"]]
     assert data["size"][0] > data["size"][1]
@@ -245,8 +245,8 @@ def test_map_shows_every_lot_and_a_dispatched_transfer_appears_without_reload(br
         for code in ("MUC1", "JFK1"):
             assert page.locator(".map-counts .tabulator-row", has_text=code).count() == 1
         labels = _canvas_labels(page, "fleet-map-location-labels")
-        assert "BER1 Berlin Airport\n4 available" in labels
-        assert "MUC1 Munich Central\nno vehicles" in labels
+        assert "BER1: 4 available" in labels
+        assert "MUC1: no vehicles" in labels
         assert _canvas_labels(page, "fleet-map-transfer-labels") == []
 
         with api.client("agent") as c:
@@ -277,8 +277,32 @@ def test_map_shows_every_lot_and_a_dispatched_transfer_appears_without_reload(br
         assert _canvas_labels(page, "fleet-map-transfer-labels") == [
             f"{car.plate} to MUC1\nETA {shown}"
         ]
-        assert "BER1 Berlin Airport\n3 available, 1 in transit" in _canvas_labels(
-            page, "fleet-map-location-labels"
-        )
+        assert "BER1: 3 available" in _canvas_labels(page, "fleet-map-location-labels")
     finally:
         context.close()
+
+
+def test_only_transfers_under_way_or_leaving_within_a_day_are_drawn():
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+    def move(plate: str, departs: datetime, departed: datetime | None = None) -> Transfer:
+        return Transfer(
+            block_id=1,
+            vehicle_id=1,
+            plate=plate,
+            from_code="BER1",
+            to_code="MUC1",
+            departs_at=departs,
+            eta=departs + timedelta(hours=6),
+            departed_at=departed,
+            arrived_at=None,
+            state="scheduled",
+            late_by=None,
+        )
+
+    moves = [
+        move("ON WAY", now - timedelta(hours=1), now - timedelta(hours=1)),
+        move("TONIGHT", now + timedelta(hours=8)),
+        move("NEXT WEEK", now + timedelta(days=7)),
+    ]
+    assert [t.plate for t in fleet_map.on_the_map(moves, now)] == ["ON WAY", "TONIGHT"]
