@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run pipeline test lint format bench clean-data install install-dev browser
+.PHONY: run pipeline test lint format bench clean-data install install-dev browser screenshots
 
 # Debian's python3 ships without venv; install it from the package manager when missing.
 $(BIN)/python:
@@ -59,6 +59,10 @@ test: $(DEV_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90
+
+## make screenshots: refresh docs/screenshots/ (every view over a demo fleet, in Chromium).
+screenshots: $(DEV_STAMP) browser
+	FLEET_SCREENSHOTS=1 $(BIN)/pytest tests/dashboard/test_screenshots.py -q
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -219,9 +219,8 @@ class AuditView(View):
         )
         self._timeline_title = pn.pane.HTML("", css_classes=["audit-timeline-title"])
         self._legend = pn.pane.HTML("", css_classes=["audit-legend"], stylesheets=[NOTICE_CSS])
-        self._plot = pn.pane.Bokeh(
-            None, sizing_mode="stretch_width", css_classes=["audit-timeline"], visible=False
-        )
+        # A fresh pane per figure: a Bokeh pane first laid out hidden keeps a zero height.
+        self._plot = pn.Column(sizing_mode="stretch_width", css_classes=["audit-timeline"])
 
         self._prefill(ctx.query)
         for widget in (self.plate, self.user, self.location, self.since, self.until):
@@ -418,7 +417,7 @@ class AuditView(View):
                 " vehicle's statuses over the period.</p>"
             )
             self._legend.object = ""
-            self._plot.visible = False
+            self._plot.objects = []
             return
         tz_name = spans[-1].time_zone or self.page_zone
         self._timeline_title.object = (
@@ -435,8 +434,8 @@ class AuditView(View):
             )
             + "</div>"
         )
-        self._plot.object = timeline_figure(spans, tz_name=tz_name, since=f.since, until=f.until)
-        self._plot.visible = True
+        figure = timeline_figure(spans, tz_name=tz_name, since=f.since, until=f.until)
+        self._plot.objects = [pn.pane.Bokeh(figure, sizing_mode="stretch_width")]
 
     # -- rollback ------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +39,13 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make screenshots` (FLEET_SCREENSHOTS=1) refreshes docs/screenshots/; an ordinary test run
+# writes to a temporary folder so it leaves the working tree as it was.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("FLEET_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "fleet-screenshots"
+)
 
 
 def sign_in(

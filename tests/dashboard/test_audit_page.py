@@ -157,6 +157,12 @@ def test_a_new_change_appears_without_reload_with_the_vehicles_timeline(browser,
             timeout=WAIT
         )
         assert page.locator(".audit-legend .status").all_inner_texts() == ["available"]
+        # The plot is drawn, not laid out at zero height.
+        plot = page.locator(".audit-timeline canvas").first
+        plot.wait_for(timeout=WAIT)
+        page.wait_for_function(
+            "el => el.getBoundingClientRect().height > 40", arg=plot.element_handle(), timeout=WAIT
+        )
         # A change to a car the filter leaves out does not show up; the next one does.
         _put_status(api, api.vehicles[2], "cleaning", "wash")
         _put_status(api, car, "cleaning", "wash")

@@ -6,7 +6,10 @@ itself checks that each page comes up live with its title and without an error.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
+from sqlalchemy import text
 
 from dashboard.app import PAGES, TITLES
 from db import conflicts, demo, overdue
@@ -22,7 +25,15 @@ def demo_fleet(committed, live_server):
     with committed.begin() as c:
         overdue.refresh_overdue(c)
         conflicts.refresh_conflicts(c)
-    return live_server
+        # A car out with a customer, to show the vehicle page and its timeline filled in.
+        rented = c.execute(
+            text(
+                "SELECT v.id, v.plate FROM vehicle_status_realtime s"
+                " JOIN vehicles v ON v.id = s.vehicle_id"
+                " WHERE s.current_status = 'rented' ORDER BY v.plate LIMIT 1"
+            )
+        ).one()
+    return live_server, rented
 
 
 def _sign_in(browser, url: str, size: tuple[int, int]):
@@ -40,24 +51,35 @@ def _sign_in(browser, url: str, size: tuple[int, int]):
 
 
 def test_every_view_renders_and_is_photographed(browser, demo_fleet):
-    context, page = _sign_in(browser, demo_fleet.url, SIZES["desktop"])
+    server, rented = demo_fleet
+    shown = {
+        "/vehicle": f"/vehicle?id={rented.id}",
+        "/audit": f"/audit?plate={quote(rented.plate)}",
+    }
+    context, page = _sign_in(browser, server.url, SIZES["desktop"])
     try:
         for path in PAGES:
-            page.goto(f"{demo_fleet.url}{path}")
+            page.goto(f"{server.url}{shown.get(path, path)}")
             page.wait_for_selector(".topbar [data-state=live]", timeout=20_000)
             page.locator(".view-title h1").wait_for(timeout=10_000)
+            if path == "/analytics":  # figures come from the query the user runs
+                page.get_by_role("button", name="Run").click()
+                page.locator(".analytics-table .tabulator-row").first.wait_for(timeout=30_000)
             page.wait_for_timeout(1_500)  # charts and tables finish drawing
             body = page.locator("body").inner_text()
             assert "Traceback" not in body, path
             assert page.locator(".topbar [aria-current=page]").inner_text() == TITLES[path]
             screenshot(page, path.strip("/"))
+        page.goto(f"{server.url}/labels?location=BER1")
+        page.locator("svg").first.wait_for(timeout=10_000)
+        screenshot(page, "labels")
     finally:
         context.close()
 
 
 @pytest.mark.parametrize("size", ["tablet", "phone"])
 def test_board_fits_tablets_and_phones(browser, demo_fleet, size):
-    context, page = _sign_in(browser, demo_fleet.url, SIZES[size])
+    context, page = _sign_in(browser, demo_fleet[0].url, SIZES[size])
     try:
         page.locator(".tabulator-row").first.wait_for(timeout=10_000)
         page.wait_for_timeout(1_000)
