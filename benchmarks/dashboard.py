@@ -63,8 +63,8 @@ from realtime import (  # noqa: E402
 from search import bar, machine  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from dashboard.live import counts_frame  # noqa: E402
-from dashboard.vehicles import BADGES, MAX_VEHICLES, frame  # noqa: E402
+from dashboard.live import counts_rows  # noqa: E402
+from dashboard.vehicles import BADGES, MAX_VEHICLES, row  # noqa: E402
 from db import auth, fleet, status  # noqa: E402
 from db.database import make_engine  # noqa: E402
 from db.errors import FleetError  # noqa: E402
@@ -104,8 +104,8 @@ READY_JS = (
     + """
   const vehicles = host('vehicles'), counts = host('counts');
   if (!vehicles || !counts) return false;
-  if (vehicles.shadowRoot.querySelectorAll('.tabulator-row').length < rows) return false;
-  if (counts.shadowRoot.querySelectorAll('.tabulator-row').length < 1) return false;
+  if (vehicles.shadowRoot.querySelectorAll('tr[data-key]').length < rows) return false;
+  if (counts.shadowRoot.querySelectorAll('tr[data-key]').length < 1) return false;
   if (deep(document, '[data-state=live]').length < 1) return false;
   const nav = performance.getEntriesByType('navigation')[0];
   return {ready: performance.now(), ttfb: nav.responseStart - nav.requestStart};
@@ -125,12 +125,12 @@ OBSERVE_JS = (
   const scan = () => {
     const t = Date.now() / 1000;
     const rows = [];
-    for (const row of root.querySelectorAll('.tabulator-row')) {
-      const plate = row.querySelector('[tabulator-field="plate"]');
-      const shown = row.querySelector('[tabulator-field="status"]');
+    for (const row of root.querySelectorAll('tr[data-key]')) {
+      const plate = row.querySelector('[data-field="plate"]');
+      const shown = row.querySelector('[data-field="status"]');
       if (!plate || !shown) continue;
       const p = plate.textContent.trim(), s = shown.textContent.trim();
-      rows.push(p);
+      rows.push([row.dataset.key, p]);
       if (bench.last[p] === s) continue;
       if (p in bench.last) bench.log.push([p, s, t]);
       bench.last[p] = s;
@@ -161,6 +161,28 @@ def collect(page: Any) -> list[list[Any]] | None:
         return None
 
 
+def plain(value: Any) -> Any:
+    """Bokeh's wire form of a dict ({"type": "map", "entries": [...]}) as plain Python."""
+    if isinstance(value, dict):
+        if value.get("type") == "map" and "entries" in value:
+            return {plain(k): plain(v) for k, v in value["entries"]}
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def patches(value: Any) -> list[list[Any]]:
+    """Every [row key, {field: value}] a LiveTable patch message in this frame carries."""
+    if isinstance(value, dict):
+        if isinstance(value.get("patch"), list):
+            return value["patch"]
+        return [p for v in value.values() for p in patches(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in patches(v)]
+    return []
+
+
 class FrameLog:
     """When each status patch of the vehicle table reached a tab's WebSocket (DevTools).
 
@@ -172,25 +194,20 @@ class FrameLog:
     _TAG = re.compile(r"<[^>]+>")
 
     def __init__(self, cdp: Any) -> None:
-        self.rows: list[str] = []  # the plates of the table's rows, in order
+        self.rows: list[list[str]] = []  # [row key, plate] of the table's rows, in order
         self.log: list[list[Any]] = []  # [plate, status word, monotonic seconds]
         cdp.on("Network.webSocketFrameReceived", self._frame)
         cdp.send("Network.enable")
 
     def _frame(self, event: dict[str, Any]) -> None:
         payload = event["response"]["payloadData"]
-        if '"ColumnsPatched"' not in payload or '"status"' not in payload:
+        if '"patch"' not in payload or '"status"' not in payload:
             return
-        for e in json.loads(payload).get("events", []):
-            if e.get("kind") != "ColumnsPatched":
-                continue
-            for column, changes in e["patches"]["entries"]:
-                if column != "status":
-                    continue
-                for index, value in changes:
-                    if isinstance(index, int) and 0 <= index < len(self.rows):
-                        word = html.unescape(self._TAG.sub("", str(value))).strip()
-                        self.log.append([self.rows[index], word, event["timestamp"]])
+        plates = dict(self.rows)
+        for key, cells in patches(plain(json.loads(payload))):
+            if "status" in cells and str(key) in plates:
+                word = html.unescape(self._TAG.sub("", str(cells["status"]))).strip()
+                self.log.append([plates[str(key)], word, event["timestamp"]])
 
 
 # --- the fleet, the user, the browser -----------------------------------------------------------
@@ -214,7 +231,7 @@ class ServerSide:
     """What the board's server session does before the page gets any row, timed here."""
 
     read_ms: float  # status.list_status + status.status_counts in one snapshot
-    frames_ms: float  # the two pandas frames built from them
+    frames_ms: float  # the rows of both tables built from them
 
 
 def server_side(url: str, repeats: int) -> ServerSide:
@@ -229,8 +246,9 @@ def server_side(url: str, repeats: int) -> ServerSide:
                 vehicles = status.list_status(conn, limit=MAX_VEHICLES)
                 counts = status.status_counts(conn)
             t1 = time.perf_counter()
-            frame(vehicles)
-            counts_frame(counts)
+            clock = datetime.now(UTC)
+            [row(v, clock) for v in vehicles]
+            counts_rows(counts)
             t2 = time.perf_counter()
             reads.append((t1 - t0) * 1000)
             frames.append((t2 - t1) * 1000)
@@ -649,7 +667,8 @@ class Sessions:
             seen = page.evaluate(OBSERVE_JS)
             frames.rows, frames.log = seen["rows"], []
             hidden += seen["visibility"] != "visible"
-            common = seen["rows"] if common is None else [p for p in common if p in seen["shown"]]
+            plates = [plate for _, plate in seen["rows"]]
+            common = plates if common is None else [p for p in common if p in seen["shown"]]
         return common or [], hidden
 
     def logs(self, commits: list[Commit], grace: float) -> list[list[list[Any]] | None]:
@@ -885,7 +904,7 @@ def section(
         " *First byte* is the request-to-response time of `/board`: the server builds the"
         " session (reads every vehicle, builds both tables) before it answers. *Engine read +"
         " frames* times that work alone in the benchmark's process: `status.list_status` and"
-        " `status.status_counts` in one snapshot, then the pandas frames of both tables."
+        " `status.status_counts` in one snapshot, then the rows of both tables."
         " *Server's first board* is the first opening after the server started (the page"
         " modules import then); it is left out of the other columns. The target is judged on"
         " the slowest cold opening.",
@@ -907,8 +926,8 @@ def section(
         " between cleaning and available; the rows keep their places. Latency is counted over"
         " every (session, change) pair. *Commit → tab's socket* is the server's share: the"
         " notification, the server's read for each session and the patch on the wire;"
-        " *commit → DOM* adds the tab's own work (Bokeh, Panel and Tabulator redrawing the"
-        " table). *Missed* counts pairs never shown within"
+        " *commit → DOM* adds the tab's own work (Bokeh decoding the message and the table"
+        " writing the changed cells). *Missed* counts pairs never shown within"
         f" {args.grace:.0f} s of the last change, including every change for a page that"
         " reloaded (the top bar reloads a page whose server seemed silent for eight seconds)."
         " *Tab's main thread per change* is the CPU time of a page's renderer main thread"

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
+from dashboard.components.table import LiveTable
 from dashboard.shell import PageContext, View
 from dashboard.vehicles import MAX_VEHICLES, VehicleTable
 from db import status
@@ -45,25 +46,43 @@ def counts_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pivot.rename(columns=_SHOWN)
 
 
-class SharedCounts:
-    """Counts as of an event seq, read once per process however many boards are open."""
+def counts_rows(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+    """The counts table's rows, keyed by location, every count as a whole number."""
+    table = counts_frame(rows)
+    records = table.to_dict("records")
+    return [(str(r["location"]), {c: str(r[c]) for c in table.columns}) for r in records]
+
+
+class SharedReads:
+    """Vehicles and counts as of an event seq, read once per process however many boards ask.
+
+    Twenty open boards each asking the database for the same changed vehicle was the
+    server's share of the board's latency; now the first board to ask reads and the others
+    reuse that row. A row read in a snapshot taken after event `seq` was published is good
+    for any board asking about `seq` or earlier.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seq = -1
-        self._rows: list[dict[str, Any]] = []
+        self._vehicles: dict[int, tuple[int, status.VehicleStatus]] = {}
+        self._counts_seq = -1
+        self._counts: list[dict[str, Any]] = []
 
-    def get(self, conn: Any, seq: int) -> list[dict[str, Any]]:
-        """The counts as of `seq` or later; the first board to ask reads, the rest reuse."""
+    def get(
+        self, conn: Any, ids: list[int], seq: int
+    ) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]]:
+        """The vehicles `ids` and the counts, as of `seq` or later."""
         with self._lock:
-            if self._seq >= seq:
-                return self._rows
-            rows = status.status_counts(conn)
-            self._seq, self._rows = seq, rows
-            return rows
+            stale = [i for i in ids if self._vehicles.get(i, (-1, None))[0] < seq]
+            if stale:
+                for v in status.list_status(conn, vehicle_ids=stale, limit=len(stale)):
+                    self._vehicles[v.vehicle_id] = (seq, v)
+            if self._counts_seq < seq:
+                self._counts_seq, self._counts = seq, status.status_counts(conn)
+            return [self._vehicles[i][1] for i in ids if i in self._vehicles], self._counts
 
 
-SHARED_COUNTS = SharedCounts()
+SHARED = SharedReads()
 
 
 class LiveBoard(View):
@@ -73,10 +92,10 @@ class LiveBoard(View):
 
     def __init__(self, ctx: PageContext, **params: Any) -> None:
         super().__init__(ctx, **params)
-        self._counts = pn.widgets.Tabulator(
-            pd.DataFrame(),
-            disabled=True,
-            show_index=False,
+        self._counts = LiveTable(
+            columns=[["location", "location"]] + [[_SHOWN.get(c, c)] * 2 for c in COUNT_COLUMNS],
+            numeric_columns=[_SHOWN.get(c, c) for c in COUNT_COLUMNS],
+            noun="locations",
             sizing_mode="stretch_width",
             css_classes=["counts"],
         )
@@ -86,7 +105,7 @@ class LiveBoard(View):
             lambda c: (status.list_status(c, limit=MAX_VEHICLES), status.status_counts(c))
         )
         self._vehicles = VehicleTable(vehicles)
-        self._counts.value = counts_frame(counts)
+        self._counts.load(counts_rows(counts))
 
     async def on_events(self, messages: list[dict[str, Any]]) -> None:
         for m in messages:
@@ -104,14 +123,14 @@ class LiveBoard(View):
         self._feed.object = "<ul>" + "".join(self._changes) + "</ul>"
         ids = sorted({m["vehicle_id"] for m in messages if m.get("vehicle_id")})
         seq = int(messages[-1]["seq"])
-        changed, counts = await self.ctx.aread(lambda c: self._read_in(c, ids, seq))
+        changed, counts = await self.ctx.aread(lambda c: SHARED.get(c, ids, seq))
         self._vehicles.apply(changed)
-        self._counts.value = counts_frame(counts)
+        self._show_counts(counts)
 
-    @staticmethod
-    def _read_in(conn: Any, ids: list[int], seq: int) -> tuple[list, list[dict[str, Any]]]:
-        changed = status.list_status(conn, vehicle_ids=ids, limit=len(ids)) if ids else []
-        return changed, SHARED_COUNTS.get(conn, seq)
+    def _show_counts(self, counts: list[dict[str, Any]]) -> None:
+        rows = counts_rows(counts)
+        self._counts.update(rows)
+        self._counts.remove(set(self._counts.keys()) - {key for key, _ in rows})
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(

@@ -195,6 +195,8 @@ class Shell:
             self.ctx.prefs = preferences.get(conn, user_id=user.id)
         self.view = view_cls(self.ctx)
         self.ctx.fresh()
+        self._pending: list[dict[str, Any]] = []
+        self._draining = False
         broadcaster = state.broadcaster
         self.bar.server_live = broadcaster.connected
         broadcaster.listeners.add(self._on_events)
@@ -210,7 +212,21 @@ class Shell:
         doc = self.ctx.doc
         if doc is None or doc.session_context is None:
             return
-        doc.add_next_tick_callback(lambda: self._apply(messages))
+        self._pending.extend(messages)
+        if not self._draining:
+            self._draining = True
+            doc.add_next_tick_callback(self._drain)
+
+    async def _drain(self) -> None:
+        # One batch at a time, in seq order: a view awaiting a read must not have a newer
+        # batch overtake it (its older read would land last and leave a stale row). Batches
+        # that arrive meanwhile are applied together, so a busy session catches up in one go.
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._apply(batch)
+        finally:
+            self._draining = False
 
     async def _apply(self, messages: list[dict[str, Any]]) -> None:
         try:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
-import pandas as pd
-import panel as pn
-
+from dashboard.components.table import LiveTable
 from db.status import VehicleStatus
 from db.timeutil import zone
 
@@ -24,20 +21,7 @@ BADGES = {
     "out_of_service": "out of service",
 }
 MAX_VEHICLES = 20_000
-HIGHLIGHT_MS = 2_500
-# Colour as well as the word, readable on a wall screen: one class per status.
-BADGE_CSS = """
-.badge { display: inline-block; padding: 2px 8px; border-radius: 10px; font-weight: 600; }
-.badge.available { background: #d7f0dd; color: #0a5b24; }
-.badge.reserved { background: #e3e8f8; color: #22397a; }
-.badge.rented { background: #dbe9f6; color: #0b4a7d; }
-.badge.overdue { background: #9d0019; color: #fff; }
-.badge.cleaning { background: #fff1c9; color: #6b4e00; }
-.badge.maintenance { background: #f3ddd0; color: #7a3300; }
-.badge.in_transit { background: #e8ddf5; color: #4a2378; }
-.badge.out_of_service { background: #ddd; color: #333; }
-.tabulator-row.tabulator-selected { background: #fff3a0 !important; transition: background 0.6s; }
-"""
+PAGE_SIZE = 50
 
 
 def badge(status: str, overdue: bool = False) -> str:
@@ -77,65 +61,35 @@ def row(v: VehicleStatus, now: datetime) -> dict[str, str]:
     }
 
 
-def frame(vehicles: Iterable[VehicleStatus], now: datetime | None = None) -> pd.DataFrame:
-    """The whole table, indexed by vehicle id."""
-    clock = now or datetime.now(UTC)
-    rows = {v.vehicle_id: row(v, clock) for v in vehicles}
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=COLUMNS)
-    table.index.name = "vehicle_id"
-    return table
-
-
 class VehicleTable:
-    """A Tabulator of every vehicle; changed rows are patched and briefly selected (lit up)."""
+    """Every vehicle, a page at a time; pushed changes travel as the changed cells only."""
 
     def __init__(self, vehicles: list[VehicleStatus]) -> None:
-        self.widget = pn.widgets.Tabulator(
-            frame(vehicles),
-            show_index=False,
-            disabled=True,
-            pagination="remote",
-            page_size=50,
-            header_filters={"plate": {"type": "input", "func": "like"}},
-            formatters={"status": {"type": "html"}},
-            stylesheets=[BADGE_CSS],
+        # Expected return sorts by the instant, not by its text in some lot's zone.
+        self._expected: dict[int, float] = {}
+        self.widget = LiveTable(
+            columns=[[c, c] for c in COLUMNS],
+            html_columns=["status"],
+            page_size=PAGE_SIZE,
+            noun="vehicles",
+            filter_field="plate",
+            sort_keys={"expected back": lambda vid: self._expected.get(vid, float("inf"))},
             sizing_mode="stretch_width",
             css_classes=["vehicles"],
         )
-        self._doc = pn.state.curdoc
+        self.widget.load(self._rows(vehicles))
 
-    def apply(self, vehicles: list[VehicleStatus]) -> None:
-        """Patch the rows of these vehicles (append new ones); only those cells travel."""
-        if not vehicles:
-            return
+    def _rows(self, vehicles: list[VehicleStatus]) -> list[tuple[int, dict[str, str]]]:
         clock = datetime.now(UTC)
-        current = self.widget.value
-        positions = {vid: i for i, vid in enumerate(current.index)}
-        patch: dict[str, list[tuple[int, str]]] = {c: [] for c in COLUMNS}
-        new = []
+        out = []
         for v in vehicles:
-            values = row(v, clock)
-            at = positions.get(v.vehicle_id)
-            if at is None:
-                new.append(v)
-                continue
-            for column in COLUMNS:
-                if current.iat[at, current.columns.get_loc(column)] != values[column]:
-                    patch[column].append((at, values[column]))
-        patch = {c: changes for c, changes in patch.items() if changes}
-        if patch:
-            self.widget.patch(patch, as_index=False)
-        if new:
-            self.widget.stream(frame(new, clock), follow=False)
-        self.flash([positions[v.vehicle_id] for v in vehicles if v.vehicle_id in positions])
+            at = v.expected_available_at
+            self._expected[v.vehicle_id] = at.timestamp() if at else float("inf")
+            out.append((v.vehicle_id, row(v, clock)))
+        return out
 
-    def flash(self, positions: list[int]) -> None:
-        """Light the changed rows up for a moment: selection is Tabulator's own highlight."""
-        if not positions:
-            return
-        self.widget.selection = positions
-        if self._doc is not None:
-            self._doc.add_timeout_callback(self._clear, HIGHLIGHT_MS)
-
-    def _clear(self) -> None:
-        self.widget.selection = []
+    def apply(self, vehicles: list[VehicleStatus]) -> list[int]:
+        """Patch these vehicles' changed cells (append new ones); return the ids changed."""
+        if not vehicles:
+            return []
+        return self.widget.update(self._rows(vehicles))

@@ -1,9 +1,10 @@
-"""The board's counts: whole numbers per status and location, read once per event batch."""
+"""The board's counts: whole numbers per status and location, read once for every board."""
 
 from __future__ import annotations
 
-from dashboard.live import COUNT_COLUMNS, SharedCounts, counts_frame
+from dashboard.live import COUNT_COLUMNS, SharedReads, counts_frame, counts_rows
 from db import status
+from tests.conftest import add_vehicle
 
 SHOWN = [c.replace("_", " ") for c in COUNT_COLUMNS]
 
@@ -25,13 +26,32 @@ def test_counts_frame_of_an_empty_fleet_has_the_columns():
     assert list(counts_frame([]).columns) == ["location", *SHOWN]
 
 
-def test_shared_counts_read_once_per_seq(conn, world, monkeypatch):
-    calls = []
-    real = status.status_counts
-    monkeypatch.setattr(status, "status_counts", lambda c: calls.append(1) or real(c))
-    shared = SharedCounts()
-    first = shared.get(conn, 5)
-    assert shared.get(conn, 5) is first and shared.get(conn, 4) is first
-    assert len(calls) == 1
-    shared.get(conn, 6)
-    assert len(calls) == 2
+def test_counts_rows_are_keyed_by_location_with_whole_numbers():
+    rows = counts_rows([{"location": "BER1", "status": "rented", "vehicles": 2}])
+    assert rows[0][0] == "BER1"
+    assert rows[0][1]["rented"] == "2" and rows[0][1]["available"] == "0"
+
+
+def test_shared_reads_read_each_vehicle_and_the_counts_once_per_seq(conn, world, monkeypatch):
+    counted, listed = [], []
+    real_counts, real_list = status.status_counts, status.list_status
+    monkeypatch.setattr(status, "status_counts", lambda c: counted.append(1) or real_counts(c))
+
+    def list_status(c, **kw):
+        listed.append(kw["vehicle_ids"])
+        return real_list(c, **kw)
+
+    monkeypatch.setattr(status, "list_status", list_status)
+    a, b = (add_vehicle(conn, world, plate).id for plate in ("B SR 1", "B SR 2"))
+    shared = SharedReads()
+    first, counts = shared.get(conn, [a], 5)
+    assert [v.vehicle_id for v in first] == [a]
+    # Other boards asking about the same or an older event reuse what was read.
+    again, counts_again = shared.get(conn, [a], 5)
+    assert again == first and counts_again is counts
+    shared.get(conn, [a], 4)
+    assert listed == [[a]] and len(counted) == 1
+    # A newer event reads again, and only the vehicles not yet read for it.
+    shared.get(conn, [b], 6)
+    shared.get(conn, [a, b], 6)
+    assert listed == [[a], [b], [a]] and len(counted) == 2

@@ -27,7 +27,7 @@ def test_server_restart_reconnects_and_catches_up(browser, api, database_url, tm
     v = api.vehicles[1]
     context, page = sign_in(browser, api, "agent", "/board", base=base)
     try:
-        row = page.locator(".tabulator-row", has_text=v.plate)
+        row = page.locator(".vehicles tr[data-key]", has_text=v.plate)
         assert "available" in row.inner_text()
         stamp_before = page.locator(".topbar .fresh").get_attribute("data-as-of")
 
@@ -48,9 +48,8 @@ def test_server_restart_reconnects_and_catches_up(browser, api, database_url, tm
         server = ServerThread(create_app(settings), port).start()
         # Back by itself: live again, and the row shows what happened while it was away.
         page.wait_for_selector(".topbar [data-state=live]", timeout=20_000)
-        page.locator(".tabulator-row", has_text=v.plate).filter(has_text="cleaning").wait_for(
-            timeout=5_000
-        )
+        row = page.locator(".vehicles tr[data-key]", has_text=v.plate)
+        row.filter(has_text="cleaning").wait_for(timeout=5_000)
         assert page.locator(".topbar .fresh").get_attribute("data-as-of") != stamp_before
     finally:
         context.close()

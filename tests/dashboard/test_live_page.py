@@ -34,11 +34,11 @@ def test_two_browser_sessions_show_an_api_change_within_two_seconds(browser, api
             item.wait_for(timeout=2_000)
             assert "cleaning" in item.inner_text()
             # The vehicle's own row in the table is patched in place, no reload.
-            row = page.locator(".tabulator-row", has_text=v.plate).filter(has_text="cleaning")
-            row.first.wait_for(timeout=2_000)
+            row = page.locator(".vehicles tr[data-key]", has_text=v.plate)
+            row.filter(has_text="cleaning").first.wait_for(timeout=2_000)
         assert time.monotonic() - sent < 2.0, seq
         first_page = sessions[0][1]
-        assert first_page.locator(".tabulator-row", has_text=v.plate).count() == 1
+        assert first_page.locator(".vehicles tr[data-key]", has_text=v.plate).count() == 1
     finally:
         for context, _ in sessions:
             context.close()

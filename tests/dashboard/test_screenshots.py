@@ -81,7 +81,7 @@ def test_every_view_renders_and_is_photographed(browser, demo_fleet):
 def test_board_fits_tablets_and_phones(browser, demo_fleet, size):
     context, page = _sign_in(browser, demo_fleet[0].url, SIZES[size])
     try:
-        page.locator(".tabulator-row").first.wait_for(timeout=10_000)
+        page.locator(".vehicles tr[data-key]").first.wait_for(timeout=10_000)
         page.wait_for_timeout(1_000)
         # Nothing wider than the screen: the layout wraps instead of scrolling sideways.
         width = page.evaluate("document.documentElement.scrollWidth")

@@ -9,7 +9,7 @@ def test_slash_focuses_quick_find_and_a_misread_plate_opens_the_vehicle(browser,
     car = api.vehicles[0]  # "B AP 101"
     context, page = sign_in(browser, api, "agent", "/board")
     try:
-        page.locator(".tabulator-row").first.wait_for(timeout=10_000)
+        page.locator(".vehicles tr[data-key]").first.wait_for(timeout=10_000)
         page.keyboard.press("/")
         page.keyboard.type("bap1O1")  # no spaces, letter O for zero
         page.keyboard.press("Enter")
@@ -23,7 +23,7 @@ def test_slash_focuses_quick_find_and_a_misread_plate_opens_the_vehicle(browser,
 def test_g_then_a_letter_goes_to_that_view(browser, api):
     context, page = sign_in(browser, api, "agent", "/board")
     try:
-        page.locator(".tabulator-row").first.wait_for(timeout=10_000)
+        page.locator(".vehicles tr[data-key]").first.wait_for(timeout=10_000)
         page.keyboard.press("g")
         page.keyboard.press("o")
         page.wait_for_url("**/overdue", timeout=10_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dashboard.vehicles import VehicleTable, badge, frame, row
+from dashboard.vehicles import VehicleTable, badge, row
 from db.status import VehicleStatus
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -58,12 +58,20 @@ def test_a_late_rental_reads_as_overdue_with_contact_and_local_time():
     assert row(_vehicle(2), NOW)["return"] == ""
 
 
-def test_apply_patches_only_changed_cells_and_appends_new_vehicles():
+def test_apply_sends_only_changed_cells_and_appends_new_vehicles():
     table = VehicleTable([_vehicle(1), _vehicle(2)])
     sent = []
-    table.widget.patch = lambda value, as_index=True: sent.append((value, as_index))
-    table.apply([_vehicle(2, "cleaning"), _vehicle(1), _vehicle(3)])
-    assert sent == [({"status": [(1, badge("cleaning"))]}, False)]
-    assert list(table.widget.value.index) == [1, 2, 3]
-    assert table.widget.selection == [1, 0]
-    assert list(frame([_vehicle(4)]).index) == [4]
+    table.widget._send_msg = sent.append
+    changed = table.apply([_vehicle(2, "cleaning"), _vehicle(1), _vehicle(3)])
+    assert changed == [2]
+    assert sent == [{"patch": [[2, {"status": badge("cleaning")}]]}]
+    assert table.widget.shown() == [1, 2, 3]
+
+
+def test_expected_return_sorts_by_the_instant_not_the_text():
+    # Wednesday sorts before Tuesday as text; the instant puts Tuesday first.
+    wed = _vehicle(1, "rented", expected_available_at=NOW)
+    tue = _vehicle(2, "rented", expected_available_at=NOW - timedelta(days=1))
+    table = VehicleTable([wed, tue, _vehicle(3)])
+    table.widget.sort = "expected back"
+    assert table.widget.shown() == [2, 1, 3]

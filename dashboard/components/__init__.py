@@ -1,0 +1,1 @@
+"""Widgets the dashboard pages share."""
