@@ -18,8 +18,8 @@ from db.database import make_engine, sqlalchemy_url, start_embedded
 from fleet.settings import Settings
 
 DATA_TABLES = (
-    "user_preferences, notification_outbox, pipeline_state, history_archives, feed_rejects, feed_records,"
-    " contracts, feed_files, saved_searches, availability_cache, overdue_vehicles,"
+    "user_preferences, notification_outbox, pipeline_state, history_archives, feed_rejects,"
+    " feed_records, contracts, feed_files, saved_searches, availability_cache, overdue_vehicles,"
     " availability_events,"
     " vehicle_status_log, vehicle_status_realtime, blocks, vehicles, customers, users,"
     " vehicle_categories, locations"
