@@ -18,6 +18,7 @@ from starlette.types import Scope
 from api import logs, problems, security
 from api.middleware import PageSignIn, RequestContext
 from api.routes import ROUTERS
+from api.routes.counter import mount_counter
 from api.streams import Broadcaster
 from db.database import libpq_url, make_engine, resolve_url
 from fleet.settings import Settings, get_settings
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         conn = HTTPConnection(scope)
         return await asyncio.to_thread(_cookie_user, app, conn.cookies.get(security.SESSION_COOKIE))
 
+    mount_counter(app)
     if pages:
         from dashboard.app import mount_pages
 

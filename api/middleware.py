@@ -20,7 +20,9 @@ log = logging.getLogger("fleet.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Long-lived streams are not "in flight" work: they must not count against the shedding limit.
 STREAM_PATHS = ("/api/availability/events",)
-OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout", "/favicon.ico")
+OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout", "/favicon.ico", "/counter")
+# The API answers 401 problems itself; the counter app's shell holds no data (routes/counter.py).
+OPEN_PREFIXES = ("/api/", "/metrics", "/counter/")
 
 
 class RequestContext:
@@ -115,7 +117,7 @@ class PageSignIn:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(("/api/", "/metrics")) or path in OPEN_PATHS:
+        if path.startswith(OPEN_PREFIXES) or path in OPEN_PATHS:
             await self.app(scope, receive, send)  # the API answers 401 problems itself
             return
         user = await self.resolve(scope)

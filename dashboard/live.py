@@ -68,18 +68,33 @@ class SharedReads:
         self._counts_seq = -1
         self._counts: list[dict[str, Any]] = []
 
+    def cached(
+        self, ids: list[int], seq: int
+    ) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]] | None:
+        """The vehicles `ids` and the counts as of `seq` if already read, else None."""
+        with self._lock:
+            if self._counts_seq < seq or any(self._read_at(i) < seq for i in ids):
+                return None
+            return self._answer(ids)
+
     def get(
         self, conn: Any, ids: list[int], seq: int
     ) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]]:
-        """The vehicles `ids` and the counts, as of `seq` or later."""
+        """The vehicles `ids` and the counts, as of `seq` or later (reading what is missing)."""
         with self._lock:
-            stale = [i for i in ids if self._vehicles.get(i, (-1, None))[0] < seq]
+            stale = [i for i in ids if self._read_at(i) < seq]
             if stale:
                 for v in status.list_status(conn, vehicle_ids=stale, limit=len(stale)):
                     self._vehicles[v.vehicle_id] = (seq, v)
             if self._counts_seq < seq:
                 self._counts_seq, self._counts = seq, status.status_counts(conn)
-            return [self._vehicles[i][1] for i in ids if i in self._vehicles], self._counts
+            return self._answer(ids)
+
+    def _read_at(self, vehicle_id: int) -> int:
+        return self._vehicles.get(vehicle_id, (-1, None))[0]
+
+    def _answer(self, ids: list[int]) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]]:
+        return [self._vehicles[i][1] for i in ids if i in self._vehicles], self._counts
 
 
 SHARED = SharedReads()
@@ -123,7 +138,11 @@ class LiveBoard(View):
         self._feed.object = "<ul>" + "".join(self._changes) + "</ul>"
         ids = sorted({m["vehicle_id"] for m in messages if m.get("vehicle_id")})
         seq = int(messages[-1]["seq"])
-        changed, counts = await self.ctx.aread(lambda c: SHARED.get(c, ids, seq))
+        # Most boards find the rows another board just read: no thread, no transaction.
+        got = SHARED.cached(ids, seq)
+        if got is None:
+            got = await self.ctx.aread(lambda c: SHARED.get(c, ids, seq))
+        changed, counts = got
         self._vehicles.apply(changed)
         self._show_counts(counts)
 

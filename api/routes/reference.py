@@ -1,4 +1,4 @@
-"""Reference data clients need to fill their forms: locations and vehicle categories."""
+"""Reference data clients need to fill their forms: locations, categories, statuses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from api.deps import transaction
 from api.security import Principal, reader
-from db import fleet
+from db import fleet, status
 from db.fleet import Category, Location
 
 router = APIRouter(prefix="/api", tags=["reference data"])
@@ -28,3 +28,13 @@ def locations(request: Request, _: Principal = Depends(reader)) -> list[Location
 def categories(request: Request, _: Principal = Depends(reader)) -> list[Category]:
     with transaction(request, read_only=True) as conn:
         return fleet.list_categories(conn)
+
+
+@router.get(
+    "/statuses",
+    response_model=dict[str, list[str]],
+    summary="Every vehicle status and the statuses it may change to",
+    description="Clients offer only these changes; the server refuses any other with 422.",
+)
+def statuses(_: Principal = Depends(reader)) -> dict[str, list[str]]:
+    return {name: sorted(nexts) for name, nexts in status.TRANSITIONS.items()}

@@ -44,7 +44,9 @@ def test_shared_reads_read_each_vehicle_and_the_counts_once_per_seq(conn, world,
     monkeypatch.setattr(status, "list_status", list_status)
     a, b = (add_vehicle(conn, world, plate).id for plate in ("B SR 1", "B SR 2"))
     shared = SharedReads()
+    assert shared.cached([a], 5) is None
     first, counts = shared.get(conn, [a], 5)
+    assert shared.cached([a], 5) == (first, counts) and shared.cached([a, b], 5) is None
     assert [v.vehicle_id for v in first] == [a]
     # Other boards asking about the same or an older event reuse what was read.
     again, counts_again = shared.get(conn, [a], 5)

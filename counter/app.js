@@ -1,0 +1,353 @@
+// The counter app: the lot board, vehicle detail, status changes (swipe or sheet), search and
+// overdue, online or off. Screens are plain DOM built from the Fleet state (sync.js).
+import * as api from "./api.js";
+import * as store from "./store.js";
+import {Fleet, UNDO_MS} from "./sync.js";
+import {hhmm, instantToWall, late, shown, wallToInstant} from "./time.js";
+
+const fleet = new Fleet();
+const view = document.getElementById("view");
+const banner = document.getElementById("banner");
+const bar = document.getElementById("bar");
+const sheet = document.getElementById("sheet");
+const toasts = document.getElementById("toasts");
+const fresh = document.getElementById("fresh");
+const USER = "fleet.counter.user";
+
+const WORDS = {available: "available", reserved: "reserved", rented: "rented", cleaning: "cleaning",
+  maintenance: "maintenance", in_transit: "in transit", out_of_service: "out of service"};
+// The board's order: what needs a person first.
+const ORDER = ["rented", "cleaning", "maintenance", "reserved", "in_transit", "available", "out_of_service"];
+// Swipes: right for the next step of the turnaround, left to send the car to the workshop.
+const SWIPE_RIGHT = {rented: ["cleaning", "returned"], cleaning: ["available", "ready"]};
+const SWIPE_LEFT = ["maintenance", "to maintenance"];
+const REASONS = {cleaning: "returned, to cleaning", available: "cleaned and ready",
+  maintenance: "sent to maintenance", out_of_service: "out of service"};
+let transitions = null;
+let locations = null;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) e.append(c);
+  return e;  // text children are appended as text nodes: nothing here is parsed as markup
+}
+
+function toast(text, {level = "info", action = null, ms = 6000} = {}) {
+  const t = el("div", {class: `toast ${level}`, role: level === "error" ? "alert" : "status"},
+               el("span", {}, text));
+  if (action) {
+    t.append(el("button", {type: "button", onclick: async () => { t.remove(); await action.run(); }},
+                action.label));
+  }
+  toasts.prepend(t);
+  setTimeout(() => t.remove(), ms);
+  return t;
+}
+
+function badge(v) {
+  const key = v.overdue && v.status === "rented" ? "overdue" : v.status;
+  const word = key === "overdue" ? "OVERDUE" : WORDS[v.status] || v.status;
+  return el("span", {class: `badge ${key}`}, word);
+}
+
+function lotName() {
+  const lot = (locations || []).find((l) => l.id === fleet.locationId);
+  return lot ? `${lot.code} · ${lot.name}` : "all lots";
+}
+
+function lotZone() {
+  const lot = (locations || []).find((l) => l.id === fleet.locationId);
+  return lot ? lot.time_zone : Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
+
+// --- connection and freshness ----------------------------------------------------------------
+
+function showConnection() {
+  const waiting = fleet.queue.filter((q) => q.state === "pending").length;
+  const offline = !fleet.online;
+  banner.hidden = !offline && !waiting;
+  banner.className = `banner ${offline ? "offline" : "syncing"}`;
+  banner.textContent = offline
+    ? `Offline, showing data as of ${hhmm(fleet.asOf)}` + (waiting ? ` · ${waiting} change${waiting > 1 ? "s" : ""} waiting to send` : "")
+    : `${waiting} change${waiting > 1 ? "s" : ""} sending…`;
+  fresh.textContent = `${offline ? "offline" : "live"} · data as of ${hhmm(fleet.asOf)}`;
+  fresh.dataset.state = offline ? "offline" : "live";
+  fresh.dataset.asOf = fleet.asOf || "";
+}
+
+// --- screens ---------------------------------------------------------------------------------
+
+function loginScreen(message) {
+  bar.hidden = true;
+  const user = el("input", {id: "username", name: "username", autocomplete: "username", required: true});
+  const pass = el("input", {id: "password", name: "password", type: "password", autocomplete: "current-password", required: true});
+  const note = el("p", {class: "error", role: "alert"}, message || "");
+  const form = el("form", {class: "login", onsubmit: async (ev) => {
+    ev.preventDefault();
+    note.textContent = "";
+    try {
+      const issued = await api.signIn(user.value.trim(), pass.value);
+      pass.value = "";
+      const me = {...await api.call("GET", "/api/auth/me"), token_id: issued.token.id};
+      sessionStorage.setItem(USER, JSON.stringify(me));
+      await start(me);
+    } catch (e) {
+      note.textContent = e instanceof api.NoNetwork ? "No connection: signing in needs the server."
+        : e.status === 401 ? "Wrong username or password." : e.message;
+    }
+  }},
+    el("h1", {}, "Fleet counter"),
+    el("label", {for: "username"}, "Username"), user,
+    el("label", {for: "password"}, "Password"), pass,
+    el("button", {type: "submit", class: "primary"}, "Sign in"), note);
+  view.replaceChildren(form);
+  user.focus();
+}
+
+function conflictCards() {
+  return fleet.queue.filter((q) => q.state === "conflict").map((q) => {
+    const now = q.current || fleet.vehicles.get(q.vehicle_id);
+    const theirs = now ? `${WORDS[now.status] || now.status}` + (now.updated_by_name ? ` (by ${now.updated_by_name}, ${hhmm(now.last_updated)})` : "") : "unknown";
+    return el("section", {class: "conflict", "data-plate": q.plate, role: "alert"},
+      el("h3", {}, `${q.plate}: your change did not apply`),
+      el("p", {}, (q.problem && q.problem.detail) || "the car changed meanwhile"),
+      el("div", {class: "choices"},
+        el("div", {class: "state mine"}, el("b", {}, "Yours "), `${WORDS[q.from_status] || q.from_status} → ${WORDS[q.to_status] || q.to_status}`, el("small", {}, ` made ${hhmm(q.made_at)}`)),
+        el("div", {class: "state theirs"}, el("b", {}, "Now "), theirs)),
+      el("div", {class: "actions"},
+        el("button", {type: "button", class: "primary", onclick: () => fleet.resolve(q.id, false)}, `Keep ${now ? WORDS[now.status] || now.status : "current"}`),
+        el("button", {type: "button", onclick: () => fleet.resolve(q.id, true)}, `Apply ${WORDS[q.to_status] || q.to_status}`)));
+  });
+}
+
+function sortedVehicles() {
+  return [...fleet.vehicles.values()].map((v) => fleet.shown(v)).sort((a, b) =>
+    (b.overdue - a.overdue) || (ORDER.indexOf(a.status) - ORDER.indexOf(b.status)) || a.plate.localeCompare(b.plate));
+}
+
+function vehicleRow(v) {
+  const zone = v.time_zone || lotZone();
+  const right = SWIPE_RIGHT[v.status];
+  const canLeft = transitions && (transitions[v.status] || []).includes(SWIPE_LEFT[0]);
+  const row = el("li", {class: "vehicle", "data-id": v.vehicle_id, "data-plate": v.plate, "data-status": v.status},
+    el("div", {class: "hint right", "aria-hidden": "true"}, right ? right[1] : ""),
+    el("div", {class: "hint left", "aria-hidden": "true"}, canLeft ? SWIPE_LEFT[1] : ""),
+    el("a", {class: "card", href: `#/vehicle/${v.vehicle_id}`, draggable: "false"},
+      el("div", {class: "line1"}, el("b", {class: "plate"}, v.plate), badge(v),
+         v.pending ? el("span", {class: "pending", title: "waiting to be sent"}, "pending") : null),
+      el("div", {class: "line2"}, `${v.make} ${v.model} · ${v.category_code}`),
+      v.customer_name ? el("div", {class: "line3"}, v.customer_name,
+        v.expected_available_at ? ` · back ${shown(v.expected_available_at, zone)}` : "",
+        v.overdue ? el("span", {class: "late"}, ` · ${late(v.expected_available_at)}`) : null) : null));
+  swipe(row, v, right, canLeft);
+  return row;
+}
+
+function swipe(row, v, right, canLeft) {
+  const card = row.querySelector(".card");
+  let x0 = null, dx = 0, moved = false;
+  row.addEventListener("pointerdown", (ev) => { x0 = ev.clientX; dx = 0; moved = false; swiping = true; });
+  row.addEventListener("pointermove", (ev) => {
+    if (x0 === null) return;
+    dx = ev.clientX - x0;
+    if (!moved && Math.abs(dx) > 8) {
+      moved = true;
+      // A swipe from here on (a tap stays a tap): keep the moves when the finger leaves the row.
+      row.setPointerCapture(ev.pointerId);
+    }
+    if (moved) card.style.transform = `translateX(${dx}px)`;
+  });
+  const end = async () => {
+    if (x0 === null) return;
+    x0 = null;
+    swiping = false;
+    card.style.transform = "";
+    const wide = row.clientWidth * 0.3;
+    if (dx > wide && right) await quickChange(v, right[0]);
+    else if (dx < -wide && canLeft) await quickChange(v, SWIPE_LEFT[0]);
+  };
+  row.addEventListener("pointerup", end);
+  row.addEventListener("pointercancel", () => { x0 = null; swiping = false; card.style.transform = ""; });
+  // A swipe is not a tap: do not open the vehicle.
+  card.addEventListener("click", (ev) => { if (moved) ev.preventDefault(); });
+}
+
+async function quickChange(v, to) {
+  const item = await fleet.change(fleet.vehicles.get(v.vehicle_id), to, REASONS[to] || `set to ${to}`, {delay: UNDO_MS});
+  toast(`${v.plate} → ${WORDS[to]}`, {level: "success", ms: UNDO_MS,
+    action: {label: "Undo", run: async () => {
+      if (await fleet.undo(item.id)) toast(`${v.plate}: change undone`);
+      else toast(`${v.plate}: already sent, change it back from the vehicle`, {level: "warning"});
+    }}});
+}
+
+function boardScreen() {
+  const vehicles = sortedVehicles();
+  const counts = {};
+  for (const v of vehicles) { const k = v.overdue ? "overdue" : v.status; counts[k] = (counts[k] || 0) + 1; }
+  const chips = ["overdue", ...ORDER].filter((k) => counts[k]).map((k) =>
+    el("span", {class: `chip badge ${k}`}, `${counts[k]} ${k === "overdue" ? "overdue" : WORDS[k]}`));
+  view.replaceChildren(
+    el("h1", {}, `Lot ${lotName()}`),
+    ...conflictCards(),
+    el("div", {class: "chips"}, chips),
+    vehicles.length ? el("ul", {class: "board", "aria-label": "vehicles on this lot"}, vehicles.map(vehicleRow))
+      : el("p", {class: "empty"}, fleet.seq === null ? "Loading the lot…" : "No vehicles at this lot."),
+    el("p", {class: "help"}, "Swipe a car right for the next step (returned → cleaning → available), left to send it to maintenance."));
+}
+
+function vehicleScreen(id) {
+  const raw = fleet.vehicles.get(Number(id));
+  if (!raw) { view.replaceChildren(el("p", {class: "empty"}, "This vehicle is not on this lot's board.")); return; }
+  const v = fleet.shown(raw);
+  const zone = v.time_zone || lotZone();
+  const rows = [
+    ["Status", badge(v)], ["Vehicle", `${v.make} ${v.model} (${v.category_code})`],
+    ["Where", v.whereabouts || v.location_code || ""],
+    v.customer_name && ["Customer", v.customer_name],
+    v.customer_phone && ["Phone", el("a", {href: `tel:${v.customer_phone}`}, v.customer_phone)],
+    v.customer_email && ["E-mail", el("a", {href: `mailto:${v.customer_email}`}, v.customer_email)],
+    v.expected_available_at && [v.status === "rented" ? "Expected back" : "Free again", `${shown(v.expected_available_at, zone)}${v.overdue ? ` (${late(v.expected_available_at)})` : ""}`],
+    ["Last change", `${shown(v.last_updated, zone)}${v.updated_by_name ? ` by ${v.updated_by_name}` : ""}`],
+  ].filter(Boolean);
+  view.replaceChildren(
+    el("p", {}, el("a", {href: "#/board", class: "back"}, "← Lot")),
+    el("h1", {class: "plate"}, v.plate, " ", v.pending ? el("span", {class: "pending"}, "pending") : ""),
+    ...conflictCards().filter((c) => c.dataset.plate === v.plate),
+    el("dl", {class: "detail"}, rows.map(([k, val]) => [el("dt", {}, k), el("dd", {}, val)])),
+    fleet.user.role === "analyst" ? el("p", {class: "help"}, "Your role can look, not change statuses.")
+      : el("button", {type: "button", class: "primary wide", onclick: () => statusSheet(v)}, "Change status"));
+}
+
+function statusSheet(v) {
+  const allowed = (transitions && transitions[v.status]) || [];
+  const reason = el("input", {id: "reason", maxlength: "200", placeholder: "why (kept in the audit log)"});
+  const close = () => { sheet.hidden = true; sheet.replaceChildren(); };
+  sheet.replaceChildren(el("div", {class: "panel", role: "dialog", "aria-label": `change ${v.plate}`},
+    el("h2", {}, `${v.plate}: ${WORDS[v.status]} →`),
+    el("label", {for: "reason"}, "Reason"), reason,
+    el("div", {class: "options"}, allowed.map((to) => el("button", {type: "button", "data-status": to,
+      class: `badge ${to}`, onclick: async () => {
+        close();
+        await fleet.change(fleet.vehicles.get(v.vehicle_id), to, reason.value.trim() || REASONS[to] || `set to ${to}`);
+        toast(fleet.online ? `${v.plate} → ${WORDS[to]}` : `${v.plate} → ${WORDS[to]}: queued, sent when back online`, {level: "success"});
+      }}, WORDS[to] || to))),
+    el("button", {type: "button", class: "ghost wide", onclick: close}, "Cancel")));
+  sheet.hidden = false;
+}
+
+function searchScreen() {
+  const zone = lotZone();
+  const start = el("input", {id: "start", type: "datetime-local", value: instantToWall(new Date().toISOString(), zone)});
+  const end = el("input", {id: "end", type: "datetime-local", value: instantToWall(new Date(Date.now() + 86400e3).toISOString(), zone)});
+  const out = el("div", {class: "results", "aria-live": "polite"});
+  const form = el("form", {class: "search", onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (!fleet.online) { out.replaceChildren(el("p", {class: "empty"}, "Searching needs a connection; the lot board shows what is here now.")); return; }
+    out.replaceChildren(el("p", {}, "Searching…"));
+    try {
+      const res = await api.call("POST", "/api/availability/search", {body: {
+        location_id: fleet.locationId, start: wallToInstant(start.value, zone), end: wallToInstant(end.value, zone)}});
+      out.replaceChildren(el("p", {}, `${res.results.length} cars free (times in ${zone})`),
+        el("ul", {class: "hits"}, res.results.map((h) => el("li", {}, el("b", {}, h.plate), ` ${h.make} ${h.model} · ${h.category_code}`))));
+    } catch (e) {
+      out.replaceChildren(el("p", {class: "error", role: "alert"}, e.message));
+    }
+  }},
+    el("label", {for: "start"}, `Pick-up (${zone})`), start,
+    el("label", {for: "end"}, `Return (${zone})`), end,
+    el("button", {type: "submit", class: "primary"}, "Search"));
+  view.replaceChildren(el("h1", {}, `Free cars at ${lotName()}`), form, out);
+}
+
+async function overdueScreen() {
+  const late_ = sortedVehicles().filter((v) => v.overdue);
+  const list = el("ul", {class: "overdue"}, late_.map((v) => el("li", {"data-plate": v.plate},
+    el("div", {}, el("b", {}, v.plate), " ", v.customer_name || "", el("span", {class: "late"}, ` · ${late(v.expected_available_at)}`)),
+    el("div", {class: "fee", "data-vehicle": v.vehicle_id}),
+    el("div", {class: "contact"},
+      v.customer_phone ? el("a", {class: "button", href: `tel:${v.customer_phone}`}, "Call") : null,
+      v.customer_phone ? el("a", {class: "button", href: `sms:${v.customer_phone}`}, "Text") : null,
+      v.customer_email ? el("a", {class: "button", href: `mailto:${v.customer_email}?subject=${encodeURIComponent(`Your rental ${v.plate}`)}`}, "E-mail") : null))));
+  view.replaceChildren(el("h1", {}, `Overdue at ${lotName()}`),
+    late_.length ? list : el("p", {class: "empty"}, "Nothing overdue."));
+  if (!fleet.online || !late_.length) return;
+  try {  // fees and levels come from the server's overdue check
+    const q = fleet.locationId ? `?location_id=${fleet.locationId}` : "";
+    for (const o of await api.call("GET", `/api/availability/overdue${q}`)) {
+      const cell = list.querySelector(`.fee[data-vehicle="${o.vehicle_id}"]`);
+      if (cell) cell.textContent = `level ${o.escalation_level} · estimated late fee ${o.estimated_late_fee}`;
+    }
+  } catch (e) { /* the list stands without fees */ }
+}
+
+// --- routing and start -----------------------------------------------------------------------
+
+function route() {
+  if (!fleet.user) return;
+  const [, screen, arg] = (location.hash || "#/board").split("/");
+  for (const a of bar.querySelectorAll("nav a")) a.toggleAttribute("aria-current", a.dataset.screen === screen);
+  if (screen === "vehicle") vehicleScreen(arg);
+  else if (screen === "search") searchScreen();
+  else if (screen === "overdue") overdueScreen();
+  else boardScreen();
+  showConnection();
+}
+
+async function reference() {
+  // Cached on the device, so the app knows its lot and the allowed changes offline too.
+  try {
+    [locations, transitions] = await Promise.all([api.call("GET", "/api/locations"), api.call("GET", "/api/statuses")]);
+    await store.put("reference", {locations, transitions});
+  } catch (e) {
+    const saved = await store.get("reference");
+    if (saved) ({locations, transitions} = saved);
+  }
+}
+
+async function start(me) {
+  bar.hidden = false;
+  await fleet.load(me);
+  await reference();
+  route();
+  fleet.reconnect();
+}
+
+let swiping = false;
+fleet.addEventListener("change", () => {
+  // Live screens redraw; a form being filled in or a finger mid-swipe is left alone.
+  const screen = (location.hash || "#/board").split("/")[1];
+  if (fleet.user && !swiping && sheet.hidden && screen !== "search") route();
+  else showConnection();
+});
+fleet.addEventListener("connection", showConnection);
+fleet.addEventListener("fresh", showConnection);
+fleet.addEventListener("signed-out", () => { api.forget(); sessionStorage.removeItem(USER); fleet.user = null; loginScreen("Your session ended: sign in again. Queued changes are kept."); });
+window.addEventListener("hashchange", route);
+window.addEventListener("online", () => fleet.setOnline(true));
+window.addEventListener("offline", () => fleet.setOnline(false));
+// A lost connection that the browser did not notice: probe now and then.
+setInterval(() => { if (fleet.user && !fleet.online) fleet.reconnect(); }, 10000);
+setInterval(showConnection, 15000);
+document.getElementById("find").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = document.getElementById("find-q").value.replace(/[\s-]/g, "").toUpperCase();
+  const hit = [...fleet.vehicles.values()].find((v) => v.plate.replace(/[\s-]/g, "").toUpperCase().includes(q));
+  if (hit) location.hash = `#/vehicle/${hit.vehicle_id}`;
+  else toast(`No car matching "${q}" on this lot`, {level: "warning"});
+});
+document.getElementById("signout").addEventListener("click", async () => {
+  const me = JSON.parse(sessionStorage.getItem(USER) || "null");
+  sessionStorage.removeItem(USER);
+  try { await api.signOut(me && me.token_id); } catch (e) { api.forget(); }
+  location.reload();
+});
+
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js", {scope: "/counter/"});
+const me = api.token() && JSON.parse(sessionStorage.getItem(USER) || "null");
+if (me) start(me); else loginScreen();
