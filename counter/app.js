@@ -25,6 +25,10 @@ const REASONS = {cleaning: "returned, to cleaning", available: "cleaned and read
   maintenance: "sent to maintenance", out_of_service: "out of service"};
 let transitions = null;
 let locations = null;
+let stopCamera = null;
+const elsewhere = new Map();  // cars of other lots looked up by id  // the open camera, stopped when the screen changes
+
+const squeeze = (text) => String(text).replace(/[\s-]/g, "").toUpperCase();
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -202,8 +206,16 @@ function boardScreen() {
 }
 
 function vehicleScreen(id) {
-  const raw = fleet.vehicles.get(Number(id));
-  if (!raw) { view.replaceChildren(el("p", {class: "empty"}, "This vehicle is not on this lot's board.")); return; }
+  const raw = fleet.vehicles.get(Number(id)) || elsewhere.get(Number(id));
+  if (!raw) {
+    view.replaceChildren(el("p", {class: "empty"}, fleet.online ? "Looking the car up…" : "This car is not on this lot's board, and looking it up needs a connection."));
+    if (fleet.online) {
+      // A car from another lot (a scanned label, say): read it once from the server.
+      api.call("GET", `/api/vehicles/${Number(id)}/status`).then((v) => { elsewhere.set(v.vehicle_id, v); route(); })
+        .catch((e) => view.replaceChildren(el("p", {class: "error", role: "alert"}, e.message)));
+    }
+    return;
+  }
   const v = fleet.shown(raw);
   const zone = v.time_zone || lotZone();
   const rows = [
@@ -234,7 +246,7 @@ function statusSheet(v) {
     el("div", {class: "options"}, allowed.map((to) => el("button", {type: "button", "data-status": to,
       class: `badge ${to}`, onclick: async () => {
         close();
-        await fleet.change(fleet.vehicles.get(v.vehicle_id), to, reason.value.trim() || REASONS[to] || `set to ${to}`);
+        await fleet.change(fleet.vehicles.get(v.vehicle_id) || elsewhere.get(v.vehicle_id), to, reason.value.trim() || REASONS[to] || `set to ${to}`);
         toast(fleet.online ? `${v.plate} → ${WORDS[to]}` : `${v.plate} → ${WORDS[to]}: queued, sent when back online`, {level: "success"});
       }}, WORDS[to] || to))),
     el("button", {type: "button", class: "ghost wide", onclick: close}, "Cancel")));
@@ -286,15 +298,102 @@ async function overdueScreen() {
   } catch (e) { /* the list stands without fees */ }
 }
 
+// --- scanning ---------------------------------------------------------------------------------
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const s = el("script", {src});
+    s.onload = resolve;
+    s.onerror = () => reject(new Error(`could not load ${src}`));
+    document.head.append(s);
+  });
+}
+
+// The browser's own BarcodeDetector where it reads QR codes; jsQR (vendored from npm) elsewhere.
+async function decoder() {
+  if ("BarcodeDetector" in window) {
+    try {
+      const formats = await window.BarcodeDetector.getSupportedFormats();
+      if (formats.includes("qr_code")) {
+        const wanted = formats.filter((f) => ["qr_code", "code_128", "code_39", "data_matrix"].includes(f));
+        const d = new window.BarcodeDetector({formats: wanted});
+        return {name: "BarcodeDetector", read: async (canvas) => { const r = await d.detect(canvas); return r.length ? r[0].rawValue : null; }};
+      }
+    } catch (e) { /* fall back to jsQR */ }
+  }
+  if (!window.jsQR) await loadScript("vendor/jsQR.js");
+  return {name: "jsQR", read: async (canvas, ctx) => {
+    const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    const hit = window.jsQR(img.data, img.width, img.height, {inversionAttempts: "dontInvert"});
+    return hit ? hit.data : null;
+  }};
+}
+
+// What a label says -> the vehicle: the label's URL (…/vehicle?id=N), a plate or a VIN.
+function scanned(text) {
+  try {
+    const id = Number(new URL(text).searchParams.get("id"));
+    if (id) return id;
+  } catch (e) { /* not a URL: a plate or VIN barcode */ }
+  const q = squeeze(text);
+  const hit = [...fleet.vehicles.values()].find((v) => squeeze(v.plate) === q || (v.vin && squeeze(v.vin) === q));
+  return hit ? hit.vehicle_id : null;
+}
+
+async function scanScreen() {
+  const video = el("video", {class: "camera", playsinline: true, muted: true, autoplay: true});
+  const note = el("p", {class: "help", role: "status"}, "Point the camera at the car's QR label or its plate or VIN barcode.");
+  const typed = el("input", {id: "scan-typed", type: "search", placeholder: "or type part of the plate", autocomplete: "off"});
+  const form = el("form", {onsubmit: (ev) => { ev.preventDefault(); findPlate(typed.value); }}, typed);
+  view.replaceChildren(el("h1", {}, "Scan a label"), video, note, form);
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: "environment"}, audio: false});
+  } catch (e) {
+    note.textContent = "No camera here (or no permission to use it): type the plate instead.";
+    return;
+  }
+  const stop = () => { for (const t of stream.getTracks()) t.stop(); };
+  stopCamera = stop;
+  video.srcObject = stream;
+  const reader = await decoder();
+  video.dataset.decoder = reader.name;
+  const canvas = document.createElement("canvas");
+  const ctx = canvas.getContext("2d", {willReadFrequently: true});
+  const tick = async () => {
+    if (stopCamera !== stop) return;  // the user left the screen
+    if (video.readyState >= 2 && video.videoWidth) {
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      ctx.drawImage(video, 0, 0);
+      const text = await reader.read(canvas, ctx);
+      const id = text && scanned(text);
+      if (id) { stop(); stopCamera = null; location.hash = `#/vehicle/${id}`; return; }
+      if (text) note.textContent = `Read "${text}": no car of this lot has it.`;
+    }
+    setTimeout(tick, 150);
+  };
+  tick();
+}
+
+function findPlate(text) {
+  const q = squeeze(text);
+  const hit = q && [...fleet.vehicles.values()].find((v) => squeeze(v.plate).includes(q));
+  if (hit) location.hash = `#/vehicle/${hit.vehicle_id}`;
+  else toast(`No car matching "${q}" on this lot`, {level: "warning"});
+}
+
 // --- routing and start -----------------------------------------------------------------------
 
 function route() {
   if (!fleet.user) return;
   const [, screen, arg] = (location.hash || "#/board").split("/");
+  if (stopCamera && screen !== "scan") { stopCamera(); stopCamera = null; }
   for (const a of bar.querySelectorAll("nav a")) a.toggleAttribute("aria-current", a.dataset.screen === screen);
   if (screen === "vehicle") vehicleScreen(arg);
   else if (screen === "search") searchScreen();
   else if (screen === "overdue") overdueScreen();
+  else if (screen === "scan") { if (!stopCamera) scanScreen(); }
   else boardScreen();
   showConnection();
 }
@@ -322,7 +421,7 @@ let swiping = false;
 fleet.addEventListener("change", () => {
   // Live screens redraw; a form being filled in or a finger mid-swipe is left alone.
   const screen = (location.hash || "#/board").split("/")[1];
-  if (fleet.user && !swiping && sheet.hidden && screen !== "search") route();
+  if (fleet.user && !swiping && sheet.hidden && screen !== "search" && screen !== "scan") route();
   else showConnection();
 });
 fleet.addEventListener("connection", showConnection);
@@ -336,10 +435,7 @@ setInterval(() => { if (fleet.user && !fleet.online) fleet.reconnect(); }, 10000
 setInterval(showConnection, 15000);
 document.getElementById("find").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const q = document.getElementById("find-q").value.replace(/[\s-]/g, "").toUpperCase();
-  const hit = [...fleet.vehicles.values()].find((v) => v.plate.replace(/[\s-]/g, "").toUpperCase().includes(q));
-  if (hit) location.hash = `#/vehicle/${hit.vehicle_id}`;
-  else toast(`No car matching "${q}" on this lot`, {level: "warning"});
+  findPlate(document.getElementById("find-q").value);
 });
 document.getElementById("signout").addEventListener("click", async () => {
   const me = JSON.parse(sessionStorage.getItem(USER) || "null");

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from db import conflicts, demo, overdue
 from tests.api.conftest import api, live_server  # noqa: F401 - shared server fixtures
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -75,6 +77,7 @@ def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot as docs/screenshots/<name>.png (looked at by people)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     target = SCREENSHOTS / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     return target
 
@@ -90,3 +93,22 @@ def run_async(coro):
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture
+def demo_fleet(committed, live_server):  # noqa: F811 - the shared server fixture
+    """A realistic demo fleet (200 cars, 4 lots, demo logins) behind the live server."""
+    with committed.begin() as c:
+        demo.load_demo(c, vehicles=200, locations=4, seed=7)
+    with committed.begin() as c:
+        overdue.refresh_overdue(c)
+        conflicts.refresh_conflicts(c)
+        # A car out with a customer, to show the vehicle page and its timeline filled in.
+        rented = c.execute(
+            text(
+                "SELECT v.id, v.plate FROM vehicle_status_realtime s"
+                " JOIN vehicles v ON v.id = s.vehicle_id"
+                " WHERE s.current_status = 'rented' ORDER BY v.plate LIMIT 1"
+            )
+        ).one()
+    return live_server, rented

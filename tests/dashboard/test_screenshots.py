@@ -9,31 +9,11 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 
 from dashboard.app import PAGES, TITLES
-from db import conflicts, demo, overdue
 from tests.dashboard.conftest import screenshot
 
 SIZES = {"desktop": (1366, 900), "tablet": (1024, 768), "phone": (390, 844)}
-
-
-@pytest.fixture
-def demo_fleet(committed, live_server):
-    with committed.begin() as c:
-        demo.load_demo(c, vehicles=200, locations=4, seed=7)
-    with committed.begin() as c:
-        overdue.refresh_overdue(c)
-        conflicts.refresh_conflicts(c)
-        # A car out with a customer, to show the vehicle page and its timeline filled in.
-        rented = c.execute(
-            text(
-                "SELECT v.id, v.plate FROM vehicle_status_realtime s"
-                " JOIN vehicles v ON v.id = s.vehicle_id"
-                " WHERE s.current_status = 'rented' ORDER BY v.plate LIMIT 1"
-            )
-        ).one()
-    return live_server, rented
 
 
 def _sign_in(browser, url: str, size: tuple[int, int]):

@@ -1,0 +1,59 @@
+"""Scanning a vehicle's QR label through a camera: Chromium's fake camera plays a video of it."""
+
+from __future__ import annotations
+
+import io
+
+import segno
+from PIL import Image
+
+from dashboard.labels import vehicle_url
+from tests.counter.conftest import PHONE, open_app
+from tests.counter.test_app import row, status_of, swipe
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
+
+
+def label_video(path, text: str, frames: int = 10) -> None:
+    """Write a Y4M video of a QR label encoding `text`, as a phone camera held over it sees it."""
+    png = io.BytesIO()
+    segno.make(text, error="m").save(png, kind="png", scale=7, border=4)
+    code = Image.open(png).convert("RGB")
+    frame = Image.new("RGB", (640, 480), (235, 235, 228))  # a grey-white label in the light
+    frame.paste(code, ((640 - code.width) // 2, (480 - code.height) // 2))
+    y, cb, cr = frame.convert("YCbCr").split()
+    chroma = (320, 240)  # 4:2:0: colour at half the resolution
+    with open(path, "wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            f.write(b"FRAME\n" + y.tobytes() + cb.resize(chroma).tobytes())
+            f.write(cr.resize(chroma).tobytes())
+
+
+def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_path):
+    car = api.vehicles[3]
+    with api.client("manager") as c:
+        r = c.put(f"/api/vehicles/{car.id}/status", json={"status": "cleaning", "reason": "wash"})
+        assert r.status_code == 200
+    video = tmp_path / "label.y4m"
+    label_video(video, vehicle_url(api.url, car.id))  # what the printed label sheet encodes
+    camera = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
+    try:
+        context, page = open_app(camera, api, size={**PHONE, "permissions": ["camera"]})
+        page.get_by_role("link", name="Scan").click()
+        page.wait_for_url(f"**/counter/#/vehicle/{car.id}", timeout=15_000)
+        page.locator("h1.plate", has_text=car.plate).wait_for(timeout=5_000)
+        page.get_by_role("link", name="← Lot").click()
+        swipe(page, car.plate, +1)
+        row(page, car.plate).locator(".pending").wait_for(state="detached", timeout=10_000)
+        assert status_of(engine, car.id) == "available"
+        context.close()
+    finally:
+        camera.close()

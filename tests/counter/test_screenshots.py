@@ -1,0 +1,57 @@
+"""Every counter screen at phone and tablet size over the demo fleet; a screenshot of each.
+
+The pictures under docs/screenshots/counter/ are for people to look at (`make screenshots`);
+the test checks that each screen shows what it is for.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.counter.conftest import PHONE, TABLET
+from tests.dashboard.conftest import screenshot
+
+
+@pytest.mark.parametrize("name, size", [("phone", PHONE), ("tablet", TABLET)])
+def test_every_screen_is_photographed(browser, demo_fleet, name, size):
+    server, _ = demo_fleet
+    context = browser.new_context(**size)
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/counter/")
+        page.locator("form.login").wait_for(timeout=10_000)
+        screenshot(page, f"counter/login-{name}")
+        page.fill("#username", "demo-agent")
+        page.fill("#password", "demo-agent-pass")
+        page.click("button[type=submit]")
+        page.locator(".board .vehicle").first.wait_for(timeout=15_000)
+        page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=15_000)
+        assert page.locator(".chips .badge").count() >= 2
+        screenshot(page, f"counter/board-{name}")
+
+        first = page.locator(".board .vehicle").first
+        first.locator(".card").click()
+        page.get_by_role("button", name="Change status").wait_for(timeout=5_000)
+        screenshot(page, f"counter/vehicle-{name}")
+        page.get_by_role("button", name="Change status").click()
+        page.locator(".sheet .options button").first.wait_for(timeout=5_000)
+        screenshot(page, f"counter/status-sheet-{name}")
+        page.get_by_role("button", name="Cancel").click()
+
+        page.goto(f"{server.url}/counter/#/search")
+        page.get_by_role("button", name="Search").click()
+        page.locator(".hits li").first.wait_for(timeout=10_000)
+        screenshot(page, f"counter/search-{name}")
+
+        page.goto(f"{server.url}/counter/#/overdue")
+        page.locator(".overdue .fee", has_text="late fee").first.wait_for(timeout=10_000)
+        assert page.locator(".overdue a[href^='tel:']").count() >= 1
+        screenshot(page, f"counter/overdue-{name}")
+
+        page.goto(f"{server.url}/counter/#/board")
+        page.locator(".board .vehicle").first.wait_for(timeout=10_000)
+        context.set_offline(True)
+        page.locator(".banner.offline").wait_for(timeout=5_000)
+        screenshot(page, f"counter/offline-{name}")
+    finally:
+        context.close()
