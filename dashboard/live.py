@@ -53,6 +53,10 @@ def counts_rows(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
     return [(str(r["location"]), {c: str(r[c]) for c in table.columns}) for r in records]
 
 
+# Changed vehicles, and the counts table's rows keyed by location.
+Reads = tuple[list[status.VehicleStatus], list[tuple[str, dict[str, str]]]]
+
+
 class SharedReads:
     """Vehicles and counts as of an event seq, read once per process however many boards ask.
 
@@ -66,20 +70,16 @@ class SharedReads:
         self._lock = threading.Lock()
         self._vehicles: dict[int, tuple[int, status.VehicleStatus]] = {}
         self._counts_seq = -1
-        self._counts: list[dict[str, Any]] = []
+        self._counts: list[tuple[str, dict[str, str]]] = []
 
-    def cached(
-        self, ids: list[int], seq: int
-    ) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]] | None:
+    def cached(self, ids: list[int], seq: int) -> Reads | None:
         """The vehicles `ids` and the counts as of `seq` if already read, else None."""
         with self._lock:
             if self._counts_seq < seq or any(self._read_at(i) < seq for i in ids):
                 return None
             return self._answer(ids)
 
-    def get(
-        self, conn: Any, ids: list[int], seq: int
-    ) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]]:
+    def get(self, conn: Any, ids: list[int], seq: int) -> Reads:
         """The vehicles `ids` and the counts, as of `seq` or later (reading what is missing)."""
         with self._lock:
             stale = [i for i in ids if self._read_at(i) < seq]
@@ -87,13 +87,15 @@ class SharedReads:
                 for v in status.list_status(conn, vehicle_ids=stale, limit=len(stale)):
                     self._vehicles[v.vehicle_id] = (seq, v)
             if self._counts_seq < seq:
-                self._counts_seq, self._counts = seq, status.status_counts(conn)
+                # Shaped once here too: a pandas pivot per board per change was most of the
+                # server's time per board.
+                self._counts_seq, self._counts = seq, counts_rows(status.status_counts(conn))
             return self._answer(ids)
 
     def _read_at(self, vehicle_id: int) -> int:
         return self._vehicles.get(vehicle_id, (-1, None))[0]
 
-    def _answer(self, ids: list[int]) -> tuple[list[status.VehicleStatus], list[dict[str, Any]]]:
+    def _answer(self, ids: list[int]) -> Reads:
         return [self._vehicles[i][1] for i in ids if i in self._vehicles], self._counts
 
 
@@ -120,7 +122,7 @@ class LiveBoard(View):
             lambda c: (status.list_status(c, limit=MAX_VEHICLES), status.status_counts(c))
         )
         self._vehicles = VehicleTable(vehicles)
-        self._counts.load(counts_rows(counts))
+        self._counts.load(counts_rows(counts))  # this board's own first read
 
     async def on_events(self, messages: list[dict[str, Any]]) -> None:
         for m in messages:
@@ -146,8 +148,7 @@ class LiveBoard(View):
         self._vehicles.apply(changed)
         self._show_counts(counts)
 
-    def _show_counts(self, counts: list[dict[str, Any]]) -> None:
-        rows = counts_rows(counts)
+    def _show_counts(self, rows: list[tuple[str, dict[str, str]]]) -> None:
         self._counts.update(rows)
         self._counts.remove(set(self._counts.keys()) - {key for key, _ in rows})
 

@@ -116,7 +116,7 @@ class PageContext:
     def fresh(self) -> None:
         """Say the view now shows the database as of this moment."""
         if self.bar is not None:
-            self.bar.as_of = datetime.now(UTC).isoformat()
+            self.bar.fresh(datetime.now(UTC).isoformat())
 
 
 class View(pn.viewable.Viewer):
@@ -138,22 +138,32 @@ class View(pn.viewable.Viewer):
 class TopBar(JSComponent):
     """Navigation, quick find, connection state and freshness, toasts and the alert sound.
 
-    The server ticks `beat` every two seconds. If no tick arrives for six, the page has
+    The server sends a tick every two seconds. If none arrives for six, the page has
     lost its connection: the bar says so, probes /healthz, and reloads once the server
     answers, so the page catches up with a fresh session and leaves no stale rows behind.
     """
 
     page = param.String(default="")
     who = param.String(default="")
-    beat = param.Integer(default=0)
     server_live = param.Boolean(default=True)
-    as_of = param.String(default="", doc="ISO time the shown data was last read or pushed.")
+    as_of = param.String(default="", doc="ISO time the page's data was first read.")
     nav = param.List(default=[])
     csrf = param.String(default="", doc="The session's CSRF token, for signing out.")
 
     _esm = ASSETS / "topbar.js"
 
     _stylesheets: ClassVar[list[str]] = [(ASSETS / "topbar.css").read_text()]
+
+    # Ticks and freshness travel as messages, not parameter changes: a parameter change runs
+    # Panel's whole property sync for the component, which with twenty open pages ticking
+    # every two seconds was a good part of the server's time (docs/benchmarks.md).
+    def tick(self, server_live: bool) -> None:
+        """Tell the page the server is alive (and whether its event feed is)."""
+        self._send_msg({"beat": True, "server_live": server_live})
+
+    def fresh(self, as_of: str) -> None:
+        """Say the page's data is as of this ISO time."""
+        self._send_msg({"as_of": as_of})
 
     def toast(self, level: str, text: str, *, sound: bool = False, sound_level: int = 3) -> None:
         """Show a toast in the browser; `sound` also plays the alert tone."""
@@ -204,8 +214,7 @@ class Shell:
         pn.state.add_periodic_callback(self._heartbeat, period=HEARTBEAT_MS)
 
     def _heartbeat(self) -> None:
-        self.bar.server_live = self.state.broadcaster.connected
-        self.bar.beat += 1
+        self.bar.tick(self.state.broadcaster.connected)
 
     def _on_events(self, messages: list[dict[str, Any]]) -> None:
         # Called on the server's event loop; Bokeh models change only in the session's tick.

@@ -44,17 +44,19 @@ export function render({ model, el: root }) {
   root.append(bar, toasts);
 
   let lastBeat = Date.now();
+  let serverLive = model.server_live;
+  let asOf = model.as_of;
   let probing = false;
   let failures = 0;
   function show() {
     let state = "live";
     const stale = Date.now() - lastBeat > STALE_MS;
     if (!navigator.onLine || (stale && failures >= 2)) state = "offline";
-    else if (stale || !model.server_live) state = "reconnecting";
+    else if (stale || !serverLive) state = "reconnecting";
     conn.dataset.state = state;
     label.textContent = state;
-    fresh.textContent = " · data as of " + hhmm(model.as_of);
-    fresh.dataset.asOf = model.as_of;
+    fresh.textContent = " · data as of " + hhmm(asOf);
+    fresh.dataset.asOf = asOf;
     if (stale && !probing) probe();
   }
   async function probe() {
@@ -66,9 +68,10 @@ export function render({ model, el: root }) {
     } catch (e) { failures += 1; }
     probing = false;
   }
-  model.on("beat", () => { lastBeat = Date.now(); failures = 0; show(); });
-  model.on("server_live", show);
-  model.on("as_of", show);
+  model.on("msg:custom", (msg) => {
+    if (msg.beat) { lastBeat = Date.now(); failures = 0; serverLive = msg.server_live; show(); }
+    if (msg.as_of) { asOf = msg.as_of; show(); }
+  });
   window.addEventListener("offline", show);
   window.addEventListener("online", show);
   setInterval(show, 1000);
