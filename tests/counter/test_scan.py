@@ -51,7 +51,9 @@ def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_
         page.wait_for_url(f"**/counter/#/vehicle/{car.id}", timeout=15_000)
         page.locator("h1.plate", has_text=car.plate).wait_for(timeout=5_000)
         page.get_by_role("link", name="← Lot").click()
+        row(page, car.plate).wait_for(timeout=5_000)
         swipe(page, car.plate, +1)
+        page.locator(".toast", has_text=f"{car.plate} → available").wait_for(timeout=2_000)
         row(page, car.plate).locator(".pending").wait_for(state="detached", timeout=10_000)
         assert status_of(engine, car.id) == "available"
         context.close()
