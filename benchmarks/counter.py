@@ -41,7 +41,7 @@ from sqlalchemy import text  # noqa: E402
 from db import auth, fleet  # noqa: E402
 from db.database import make_engine  # noqa: E402
 from fleet.settings import get_settings  # noqa: E402
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- counter:begin -->", "<!-- counter:end -->"

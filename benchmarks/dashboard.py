@@ -69,7 +69,7 @@ from db import auth, fleet, status  # noqa: E402
 from db.database import make_engine  # noqa: E402
 from db.errors import FleetError  # noqa: E402
 from fleet.settings import get_settings  # noqa: E402
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- dashboard:begin -->", "<!-- dashboard:end -->"

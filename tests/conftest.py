@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from db import fleet, migrate
 from db.database import make_engine, sqlalchemy_url, start_embedded
 from fleet.settings import Settings
+from tests.browser import browser  # noqa: F401 - one Chromium for every page test
 
 DATA_TABLES = (
     "user_preferences, notification_outbox, pipeline_state, history_archives, feed_rejects,"

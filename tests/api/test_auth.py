@@ -82,7 +82,7 @@ def test_browser_session_reads_and_writes_with_csrf_header_only(api):
     assert no_csrf.status_code == 403 and no_csrf.json()["code"] == "csrf_failed"
     assert wrong.status_code == 403
     assert ok.status_code == 200
-    assert page.status_code == 200 and "Fleet board" in page.text
+    assert page.status_code == 200 and "<title>Fleet · Board</title>" in page.text
 
 
 def test_tampered_session_cookie_is_refused(api):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.conftest import api, live_server  # noqa: F401 - shared server fixtures
-from tests.dashboard.conftest import browser, demo_fleet  # noqa: F401 - the same Chromium, fleet
+from tests.dashboard.conftest import demo_fleet  # noqa: F401 - the screenshots' demo fleet
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
 TABLET = {"viewport": {"width": 1024, "height": 768}, "has_touch": True}

@@ -8,9 +8,9 @@ import segno
 from PIL import Image
 
 from dashboard.labels import vehicle_url
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.counter.conftest import PHONE, open_app
 from tests.counter.test_app import row, status_of, swipe
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 
 
 def label_video(path, text: str, frames: int = 10) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,32 +12,8 @@ from sqlalchemy import text
 from db import conflicts, demo, overdue
 from tests.api.conftest import api, live_server  # noqa: F401 - shared server fixtures
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Without the background-networking flags Chromium dials Google at start and this closed
-# network refuses it many times over.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    if not shutil.which("chromium"):
-        pytest.skip("no Chromium here: install the Debian package `chromium` to run page tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
+# One Chromium for the whole run (tests/browser.py): the dashboard's and the counter app's.
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: F401
 
 # `make screenshots` (FLEET_SCREENSHOTS=1) refreshes docs/screenshots/; an ordinary test run
 # writes to a temporary folder so it leaves the working tree as it was.

@@ -44,6 +44,9 @@ class Toasts:
     def toast(self, level: str, text: str, *, sound: bool = False) -> None:
         self.shown.append((level, text))
 
+    def fresh(self, as_of: str) -> None:
+        self.as_of = as_of
+
 
 def _view(api, engine, role: str, query: dict[str, str]) -> tuple[SearchView, Toasts]:
     toasts = Toasts()
