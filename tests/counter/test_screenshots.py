@@ -6,10 +6,21 @@ the test checks that each screen shows what it is for.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.counter.conftest import PHONE, TABLET
 from tests.dashboard.conftest import screenshot
+
+
+def _overdue_at_home_lot(url: str) -> int:
+    """How many overdue rentals the server lists for the demo agent's lot."""
+    with httpx.Client(base_url=url, timeout=20) as c:
+        login = {"username": "demo-agent", "password": "demo-agent-pass"}
+        token = c.post("/api/auth/token", json=login).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        lot = c.get("/api/auth/me", headers=auth).json()["home_location_id"]
+        return len(c.get(f"/api/availability/overdue?location_id={lot}", headers=auth).json())
 
 
 @pytest.mark.parametrize("name, size", [("phone", PHONE), ("tablet", TABLET)])
@@ -44,8 +55,13 @@ def test_every_screen_is_photographed(browser, demo_fleet, name, size):
         screenshot(page, f"counter/search-{name}")
 
         page.goto(f"{server.url}/counter/#/overdue")
-        page.locator(".overdue .fee", has_text="late fee").first.wait_for(timeout=10_000)
-        assert page.locator(".overdue a[href^='tel:']").count() >= 1
+        late = _overdue_at_home_lot(server.url)  # the demo's lot may have none on some servers
+        if late:
+            page.locator(".overdue .fee", has_text="late fee").first.wait_for(timeout=10_000)
+            assert page.locator(".overdue li").count() == late
+            assert page.locator(".overdue a[href^='tel:']").count() >= 1
+        else:
+            page.get_by_text("Nothing overdue.").wait_for(timeout=10_000)
         screenshot(page, f"counter/overdue-{name}")
 
         page.goto(f"{server.url}/counter/#/board")
