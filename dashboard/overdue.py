@@ -262,6 +262,9 @@ class AlertCard:
         self.actions.visible = self._can_act and late.alert is not None
 
 
+PUSH_KINDS = ("push_overdue", "push_conflicts", "push_rollbacks")
+
+
 class NotificationSettings:
     """The signed-in user's own alert preferences: toasts, sound, levels and locations."""
 
@@ -304,6 +307,19 @@ class NotificationSettings:
             css_classes=["pref-locations"],
             stylesheets=[TOUCH_CSS],
         )
+        # Web Push to the phones and tablets where the user turned alerts on (counter app).
+        self.push = pn.widgets.CheckBoxGroup(
+            name="Push to my devices",
+            options={
+                "overdue level 2+": "push_overdue",
+                "new conflicts": "push_conflicts",
+                "status rollbacks": "push_rollbacks",
+            },
+            value=[k for k in PUSH_KINDS if getattr(p, k)],
+            inline=True,
+            css_classes=["pref-push"],
+            stylesheets=[PREFS_CSS],
+        )
         self.save_button = pn.widgets.Button(
             label="Save my notification settings",
             color="primary",
@@ -315,6 +331,8 @@ class NotificationSettings:
             pn.FlexBox(self.toasts, self.sound),
             pn.FlexBox(self.min_toast_level, self.sound_level),
             self.locations,
+            pn.pane.Markdown("Push to my devices (turned on per device in the counter app):"),
+            self.push,
             self.save_button,
             title="My notification settings",
             collapsed=True,
@@ -330,6 +348,7 @@ class NotificationSettings:
             min_toast_level=self.min_toast_level.value,
             sound_level=self.sound_level.value,
             location_ids=list(self.locations.value),
+            **{k: k in self.push.value for k in PUSH_KINDS},
         )
 
     def save(self) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Connection, text
 
+from db import push
 from db.errors import InvalidInput, NotFound
 from db.events import to_json
 from db.timeutil import local_iso, require_aware
@@ -34,7 +35,7 @@ ALERT_KINDS: dict[str, str] = {
 }
 MIN_OVERDUE_LEVEL = 2
 
-CHANNELS = ("email", "webhook")
+CHANNELS = ("email", "webhook", "push")
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 STUCK_AFTER = timedelta(minutes=10)
@@ -95,6 +96,8 @@ def enqueue_alerts(
 ) -> int:
     """Queue one outbox row per alert event and destination; return how many were queued.
 
+    Destinations are the configured e-mail addresses and webhooks, plus the push
+    subscriptions of every user who wants that alert on their devices (db/push.py).
     Reads at most `limit` committed events past the watermark, then moves the watermark past
     all of them, alerts or not. With no destinations configured the events are still passed:
     alerts from a time nobody was listening are not sent later, when they are stale.
@@ -132,7 +135,7 @@ def enqueue_alerts(
         return 0
     events = conn.execute(
         text(
-            "SELECT e.seq, e.id, e.kind, e.vehicle_id, e.payload, e.created_at,"
+            "SELECT e.seq, e.id, e.kind, e.vehicle_id, e.location_id, e.payload, e.created_at,"
             " l.code AS event_location_code, l.time_zone AS event_time_zone,"
             " u.full_name AS actor_name, g.reverts_log_id,"
             " g.metadata ->> 'reverts' AS reverts_from_metadata"
@@ -155,6 +158,8 @@ def enqueue_alerts(
         ),
         {"after": after, "upto": upto, "min_level": MIN_OVERDUE_LEVEL},
     ).mappings()
+    events = [dict(e) for e in events]
+    pushes = push.recipients(conn, events)
     rows = []
     for event in events:
         try:
@@ -168,6 +173,19 @@ def enqueue_alerts(
                     "dedupe_key": f"event:{event['seq']}:{channel}:{target}",
                     "channel": channel,
                     "target": target,
+                    "subject": subject,
+                    "body": body,
+                    "event_seq": event["seq"],
+                }
+            )
+        # One row per device: the dedupe key names the subscription, not its endpoint, so a
+        # re-run after the browser renewed its endpoint still queues nothing twice.
+        for sub in pushes.get(event["seq"], []):
+            rows.append(
+                {
+                    "dedupe_key": f"event:{event['seq']}:push:{sub.id}",
+                    "channel": "push",
+                    "target": sub.endpoint,
                     "subject": subject,
                     "body": body,
                     "event_seq": event["seq"],

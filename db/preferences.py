@@ -1,4 +1,4 @@
-"""Each user's notification preferences: which escalations toast, which also sound."""
+"""Each user's notification preferences: which escalations toast, which sound, which push."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ class NotificationPrefs(BaseModel):
     min_toast_level: int = Field(default=1, ge=1, le=9)
     sound_level: int = Field(default=3, ge=1, le=9)
     location_ids: list[int] = Field(default_factory=list)
+    # Web Push to the user's devices (the counter app), per alert kind.
+    push_overdue: bool = True
+    push_conflicts: bool = True
+    push_rollbacks: bool = True
 
     def _here(self, location_id: int | None) -> bool:
         return not self.location_ids or location_id in self.location_ids
@@ -34,7 +38,8 @@ def get(conn: Connection, *, user_id: int) -> NotificationPrefs:
     row = (
         conn.execute(
             text(
-                "SELECT toasts, sound, min_toast_level, sound_level, location_ids"
+                "SELECT toasts, sound, min_toast_level, sound_level, location_ids,"
+                " push_overdue, push_conflicts, push_rollbacks"
                 " FROM user_preferences WHERE user_id = :u"
             ),
             {"u": user_id},
@@ -64,12 +69,14 @@ def save(conn: Connection, *, user_id: int, prefs: NotificationPrefs) -> Notific
     conn.execute(
         text(
             "INSERT INTO user_preferences"
-            " (user_id, toasts, sound, min_toast_level, sound_level, location_ids)"
-            " VALUES (:u, :t, :s, :m, :sl, :l)"
+            " (user_id, toasts, sound, min_toast_level, sound_level, location_ids,"
+            "  push_overdue, push_conflicts, push_rollbacks)"
+            " VALUES (:u, :t, :s, :m, :sl, :l, :po, :pc, :pr)"
             " ON CONFLICT (user_id) DO UPDATE SET toasts = EXCLUDED.toasts,"
             " sound = EXCLUDED.sound, min_toast_level = EXCLUDED.min_toast_level,"
             " sound_level = EXCLUDED.sound_level, location_ids = EXCLUDED.location_ids,"
-            " updated_at = now()"
+            " push_overdue = EXCLUDED.push_overdue, push_conflicts = EXCLUDED.push_conflicts,"
+            " push_rollbacks = EXCLUDED.push_rollbacks, updated_at = now()"
         ),
         {
             "u": user_id,
@@ -78,6 +85,9 @@ def save(conn: Connection, *, user_id: int, prefs: NotificationPrefs) -> Notific
             "m": prefs.min_toast_level,
             "sl": prefs.sound_level,
             "l": sorted(set(prefs.location_ids)),
+            "po": prefs.push_overdue,
+            "pc": prefs.push_conflicts,
+            "pr": prefs.push_rollbacks,
         },
     )
     return get(conn, user_id=user_id)

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from db.push import PUSH_SERVICES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -91,6 +93,27 @@ class Settings(BaseSettings):
     smtp_from: str = Field(default="fleet@localhost", description="Sender of e-mail alerts.")
     notify_max_attempts: int = Field(
         default=8, description="Delivery attempts per notification before it is marked failed."
+    )
+    # Web Push to the counter app (VAPID).
+    vapid_private_key: str | None = Field(
+        default=None,
+        description="The server's VAPID signing key for Web Push (P-256, base64url of the raw"
+        " 32 bytes or PEM); when unset one is kept in FLEET_DATA_DIR/vapid_private_key. Set"
+        " it explicitly when running several machines: browsers subscribe to one key.",
+    )
+    vapid_subject: str | None = Field(
+        default=None,
+        description="Contact the push services see in VAPID claims (mailto: or https: URL);"
+        " default mailto:FLEET_SMTP_FROM.",
+    )
+    push_services: list[str] = Field(
+        default=list(PUSH_SERVICES),
+        description="Origins of the push services a subscription may point at (https://host,"
+        " '*.' wildcards allowed); the browsers' own services by default.",
+    )
+    push_ttl_seconds: int = Field(
+        default=6 * 3600,
+        description="How long a push service keeps a message for a device that is offline.",
     )
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server.")
     # The dashboard.

@@ -1,4 +1,4 @@
-"""Delivering alert notifications from the outbox: e-mail over SMTP and JSON webhooks.
+"""Delivering alert notifications from the outbox: e-mail, JSON webhooks and Web Push.
 
 Plain functions; the Prefect flow only calls `deliver_notifications`. Every message goes
 through the outbox in `db/notifications.py`, so each alert reaches each destination at most
@@ -21,8 +21,12 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+import requests
+from py_vapid import Vapid02
+from pywebpush import WebPushException, webpush
 from sqlalchemy import Engine
 
+from db import push
 from db.errors import InvalidInput
 from db.notifications import (
     Outbox,
@@ -32,11 +36,16 @@ from db.notifications import (
     mark_failed,
     mark_sent,
 )
+from fleet import vapid
 from fleet.settings import Settings
 
 
 class DeliveryError(Exception):
     """A message could not be handed over; the text says to whom and why."""
+
+
+class PushGone(DeliveryError):
+    """The push service says the subscription no longer exists (404 or 410)."""
 
 
 @dataclass
@@ -47,6 +56,7 @@ class DeliverySummary:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    gone: int = 0  # push subscriptions removed because their push service said gone
 
 
 def render_text(message: Outbox) -> str:
@@ -143,12 +153,124 @@ def post_webhook(url: str, message: Outbox, timeout: float = 10) -> int:
     return status
 
 
-def send(settings: Settings, message: Outbox) -> None:
-    """Deliver one outbox row over its channel."""
+# Most push services cap the encrypted payload at 4 KB; the text is cut well before that.
+MAX_PUSH_TEXT = 300
+
+
+def push_payload(message: Outbox) -> dict[str, Any]:
+    """Return what the counter app's service worker shows: title, text, where a tap goes."""
+    b = message.body
+    kind = b.get("kind")
+    level = b.get("escalation_level")
+    if kind == "overdue_escalated":
+        text = f"{b.get('vehicle')}; due back {_short(b.get('expected_return_local'))}"
+        if b.get("customer_phone"):
+            text += f"; call {b['customer_phone']}"
+    elif kind in ("conflict_detected", "conflict_escalated"):
+        text = str(b.get("cause") or "")
+    elif kind == "status_changed":
+        text = f"Reason: {b.get('reason')}" if b.get("reason") else ""
+    else:
+        text = str(b.get("note") or "")
+    vehicle = b.get("vehicle_id")
+    return {
+        "title": message.subject[:MAX_PUSH_TEXT],
+        "body": text[:MAX_PUSH_TEXT],
+        # One notification per rental or vehicle on the device: a later level replaces it.
+        "tag": _topic(message),
+        "url": f"/counter/#/vehicle/{vehicle}" if vehicle else "/counter/#/overdue",
+        "kind": kind,
+        "level": level,
+        "severity": b.get("severity"),
+        "vehicle_id": vehicle,
+        "event_seq": message.event_seq,
+    }
+
+
+def _short(local_iso: str | None) -> str:
+    return (local_iso or "?")[:16].replace("T", " ")
+
+
+def _topic(message: Outbox) -> str:
+    # RFC 8030 Topic: at most 32 URL-safe characters; a newer message with the same topic
+    # replaces one the push service still holds for an offline device.
+    b = message.body
+    if b.get("block_id") is not None:
+        return f"{str(b.get('kind'))[:10]}-{b['block_id']}"[:32]
+    return f"vehicle-{b.get('vehicle_id')}"[:32]
+
+
+def _urgent(message: Outbox) -> bool:
+    b = message.body
+    return (b.get("escalation_level") or 0) >= 3 or b.get("severity") == "critical"
+
+
+def send_push(
+    settings: Settings,
+    message: Outbox,
+    subscription: push.Subscription,
+    *,
+    signer: Vapid02 | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Encrypt the alert for one device (aes128gcm) and hand it to its push service.
+
+    Raises PushGone when the service says the subscription is gone, DeliveryError otherwise.
+    """
+    session = requests.Session()
+    # A redirect is a misconfigured or hostile endpoint, never a delivery.
+    session.max_redirects = 0
+    origin = subscription.endpoint.split("/", 3)[:3]
+    where = f"push service {'/'.join(origin)}"
+    try:
+        webpush(
+            subscription.info,
+            json.dumps(push_payload(message), separators=(",", ":"), default=str),
+            vapid_private_key=signer or vapid.vapid(settings),
+            vapid_claims={"sub": vapid.subject(settings)},
+            content_encoding="aes128gcm",
+            ttl=settings.push_ttl_seconds,
+            timeout=timeout,
+            headers={
+                "Urgency": "high" if _urgent(message) else "normal",
+                "Topic": _topic(message),
+            },
+            requests_session=session,
+        )
+    except WebPushException as exc:
+        response = exc.response
+        code = getattr(response, "status_code", None)
+        detail = (getattr(response, "text", "") or "").strip()[:300]
+        text = f"{where} answered {code}" + (f": {detail}" if detail else "")
+        if code in (404, 410):
+            raise PushGone(text) from exc
+        raise DeliveryError(text if code else f"{where}: {exc}") from exc
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{where} could not be reached: {exc}") from exc
+    finally:
+        session.close()
+
+
+def send(
+    settings: Settings,
+    message: Outbox,
+    *,
+    subscription: push.Subscription | None = None,
+    signer: Vapid02 | None = None,
+) -> None:
+    """Deliver one outbox row over its channel.
+
+    A push row goes to `subscription`, the device's current one; None means it was removed
+    meanwhile (pushes turned off, or the service said gone): PushGone, nobody to deliver to.
+    """
     if message.channel == "email":
         send_email(settings, message)
     elif message.channel == "webhook":
         post_webhook(message.target, message)
+    elif message.channel == "push":
+        if subscription is None:
+            raise PushGone("the device's push subscription was removed")
+        send_push(settings, message, subscription, signer=signer)
     else:
         raise DeliveryError(f"no sender for channel {message.channel!r}")
 
@@ -179,6 +301,7 @@ def deliver_notifications(
             " or clear FLEET_NOTIFY_EMAIL_TO",
         )
     summary = DeliverySummary()
+    signer: Vapid02 | None = None
     with engine.begin() as conn:
         summary.enqueued = enqueue_alerts(
             conn, email_to=settings.notify_email_to, webhook_urls=settings.notify_webhook_urls
@@ -191,21 +314,37 @@ def deliver_notifications(
         if not batch:
             break
         for message in batch:
-            error = None
+            error, gone, subscription = None, False, None
             try:
-                send(settings, message)
+                if message.channel == "push":
+                    with engine.connect() as conn:
+                        subscription = push.by_endpoint(conn, message.target)
+                    signer = signer or vapid.vapid(settings)
+                send(settings, message, subscription=subscription, signer=signer)
+            except PushGone as exc:
+                error, gone = f"{type(exc).__name__}: {exc}", True
             except Exception as exc:  # one bad message or receiver must not stop the rest
                 error = f"{type(exc).__name__}: {exc}"
             with engine.begin() as conn:
                 if error is None:
                     mark_sent(conn, message.id, now=now)
+                    if subscription is not None:
+                        push.mark_delivered(conn, message.target)
                     summary.sent += 1
                     continue
+                if gone and subscription is not None:
+                    # The device unsubscribed or was reset: retrying can never deliver, so
+                    # the subscription goes, and every message still waiting for it.
+                    push.remove_gone(conn, message.target, error)
+                    summary.gone += 1
+                    say(f"removed the push subscription of user {subscription.user_id}"
+                        f" on device {subscription.device_id}: {error}")
                 status = mark_failed(
                     conn,
                     message.id,
                     error,
-                    max_attempts=settings.notify_max_attempts,
+                    # Nothing to retry once the subscription is gone.
+                    max_attempts=1 if gone else settings.notify_max_attempts,
                     now=now,
                 )
             if status == "failed":
@@ -221,5 +360,8 @@ def deliver_notifications(
                     f" (attempt {message.attempts} of {settings.notify_max_attempts}),"
                     f" will retry: {error}"
                 )
-    say(f"notifications: {summary.sent} sent, {summary.retried} to retry, {summary.failed} failed")
+    say(
+        f"notifications: {summary.sent} sent, {summary.retried} to retry,"
+        f" {summary.failed} failed, {summary.gone} push subscription(s) gone"
+    )
     return summary

@@ -10,6 +10,7 @@ from api.routes import (
     docs,
     health,
     overdue,
+    push,
     realtime,
     reference,
     reservations,
@@ -31,5 +32,6 @@ ROUTERS = [
     audit.router,
     transfers.router,
     saved_searches.router,
+    push.router,
     reference.router,
 ]

@@ -1,12 +1,16 @@
-"""Local stand-ins for the outside world notifications go to: an SMTP relay and a webhook.
+"""Local stand-ins for the outside world notifications go to: SMTP relay, webhook, push service.
 
-Both are real servers on 127.0.0.1 (aiosmtpd speaks real SMTP; the webhook is an
-http.server), so the tests exercise the same sockets and protocols as production.
+All are real servers on 127.0.0.1 (aiosmtpd speaks real SMTP; the webhook is an
+http.server), so the tests exercise the same sockets and protocols as production. A
+browser's push service is the webhook server answering what FCM or Mozilla would; the
+browser's side of the subscription (keys, decryption) is PushDevice.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -15,8 +19,13 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import http_ece
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from requests.structures import CaseInsensitiveDict
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 
 @dataclass
@@ -104,7 +113,7 @@ class Request:
     """One request as the webhook got it."""
 
     path: str
-    headers: dict[str, str]
+    headers: CaseInsensitiveDict  # as HTTP means them: Content-Type is content-type
     body: bytes
     status: int
 
@@ -116,11 +125,13 @@ class Request:
 class WebhookSink:
     """A real HTTP server on a free local port that records every request.
 
-    It answers 500 to the first `fail_first` requests, then `status` (200 unless told).
+    It answers 500 to the first `fail_first` requests, then `status` (200 unless told), or
+    the status `by_path` names for the request's path.
     """
 
     fail_first: int = 0
     status: int = 200
+    by_path: dict[str, int] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -131,8 +142,10 @@ class WebhookSink:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with sink._lock:
                     failing = len(sink.requests) < sink.fail_first
-                    code = 500 if failing else sink.status
-                    sink.requests.append(Request(self.path, dict(self.headers.items()), body, code))
+                    code = 500 if failing else sink.by_path.get(self.path, sink.status)
+                    sink.requests.append(
+                        Request(self.path, CaseInsensitiveDict(self.headers.items()), body, code)
+                    )
                 reply = b"receiver is down" if failing else b"ok"
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(reply)))
@@ -151,6 +164,10 @@ class WebhookSink:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/fleet"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def delivered(self) -> list[Request]:
@@ -172,3 +189,60 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class PushDevice:
+    """A browser's side of a Web Push subscription: its key pair and auth secret.
+
+    What PushManager.subscribe makes in a real browser; the test keeps the private key so it
+    can decrypt what the server sent, exactly as the browser would.
+    """
+
+    endpoint: str
+    private_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    auth: bytes = field(default_factory=lambda: os.urandom(16))
+
+    @property
+    def keys(self) -> dict[str, str]:
+        point = self.private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return {"p256dh": b64url(point), "auth": b64url(self.auth)}
+
+    def decrypt(self, body: bytes) -> Any:
+        """Decrypt an aes128gcm push message body and parse its JSON."""
+        plain = http_ece.decrypt(
+            body, private_key=self.private_key, auth_secret=self.auth, version="aes128gcm"
+        )
+        return json.loads(plain)
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64url(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def vapid_claims(request: Request, *, server_key: str) -> dict[str, Any]:
+    """Check a push request's VAPID header (RFC 8292) and return its JWT claims.
+
+    The header must be `vapid t=<JWT>, k=<key>` with k the server's public key and the JWT
+    signed with ES256 by that key; an assertion error says what is wrong.
+    """
+    scheme, _, params = request.headers["Authorization"].partition(" ")
+    assert scheme == "vapid", request.headers["Authorization"]
+    fields = dict(p.strip().split("=", 1) for p in params.split(","))
+    assert fields["k"] == server_key
+    head, claims, signature = fields["t"].split(".")
+    assert json.loads(_unb64url(head)) == {"typ": "JWT", "alg": "ES256"}
+    raw = _unb64url(signature)
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _unb64url(fields["k"]))
+    # JWS carries r || s; cryptography verifies DER.
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public.verify(der, f"{head}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
+    return json.loads(_unb64url(claims))
