@@ -1,6 +1,7 @@
 // The counter app: the lot board, vehicle detail, status changes (swipe or sheet), search and
 // overdue, online or off. Screens are plain DOM built from the Fleet state (sync.js).
 import * as api from "./api.js";
+import * as push from "./push.js";
 import * as store from "./store.js";
 import {Fleet, UNDO_MS} from "./sync.js";
 import {hhmm, instantToWall, late, shown, wallToInstant} from "./time.js";
@@ -382,6 +383,66 @@ function findPlate(text) {
   if (hit) location.hash = `#/vehicle/${hit.vehicle_id}`;
   else toast(`No car matching "${q}" on this lot`, {level: "warning"});
 }
+async function alertsScreen() {
+  const state = el("p", {class: "push-state", "aria-live": "polite"});
+  const problem = el("p", {class: "error", role: "alert"});
+  const toggle = el("button", {type: "button", class: "primary wide", id: "push-toggle"});
+  const kinds = el("fieldset", {class: "kinds"}, el("legend", {}, "Which alerts (on all my devices)"));
+  const devices = el("ul", {class: "devices", "aria-label": "my devices with alerts"});
+  view.replaceChildren(el("h1", {}, "Alerts"),
+    el("section", {class: "panel-box"}, el("h2", {}, "This device"), state, toggle, problem),
+    el("section", {class: "panel-box"}, kinds),
+    el("section", {class: "panel-box"}, el("h2", {}, "My devices"), devices));
+  if (!fleet.online) {
+    state.textContent = "Alert settings need a connection; they are kept on the server.";
+    toggle.hidden = true;
+    return;
+  }
+  const mine = await push.deviceId();
+  const refresh = async () => {
+    const on = push.permission() === "granted" && Boolean(await push.current());
+    const list = await api.call("GET", "/api/push/subscriptions");
+    const here = on && list.some((d) => d.device_id === mine);
+    state.textContent = push.permission() === "unsupported" ? "This browser cannot receive push alerts."
+      : push.permission() === "denied" ? "Notifications are blocked for this site in the browser's settings."
+      : here ? "Alerts are on: they arrive here even when the app is closed." : "Alerts are off on this device.";
+    toggle.textContent = here ? "Turn alerts off on this device" : "Turn alerts on for this device";
+    toggle.dataset.on = here ? "yes" : "no";
+    devices.replaceChildren(...(list.length ? list.map((d) => el("li", {"data-device": d.device_id},
+      el("b", {}, d.device_label || "a device"), d.device_id === mine ? " (this one)" : "",
+      el("div", {class: "help"}, `since ${shown(d.created_at, lotZone())}`,
+        d.last_sent_at ? ` · last alert ${shown(d.last_sent_at, lotZone())}` : " · no alert yet")))
+      : [el("li", {class: "empty"}, "No device receives your alerts yet.")]));
+  };
+  toggle.addEventListener("click", async () => {
+    problem.textContent = "";
+    toggle.disabled = true;
+    try {
+      if (toggle.dataset.on === "yes") await push.turnOff(); else await push.turnOn();
+      await refresh();
+    } catch (e) {
+      problem.textContent = e instanceof api.NoNetwork ? "No connection: try again when online." : e.message;
+    } finally { toggle.disabled = false; }
+  });
+  try {
+    const prefs = await api.call("GET", "/api/preferences");
+    for (const [key, words] of push.KINDS) {
+      const box = el("input", {type: "checkbox", id: key, checked: prefs[key], onchange: async () => {
+        box.disabled = true;
+        try {
+          await api.call("PATCH", "/api/preferences", {body: {[key]: box.checked}});
+          toast(`${words}: ${box.checked ? "on" : "off"}`, {level: "success", ms: 3000});
+        } catch (e) { box.checked = !box.checked; toast(`Not saved: ${e.message}`, {level: "error"}); }
+        finally { box.disabled = false; }
+      }});
+      kinds.append(el("label", {class: "check", for: key}, box, " ", words));
+    }
+    kinds.append(el("p", {class: "help"}, "Alerts come for your own lot (or the lots you chose on the dashboard)."));
+    await refresh();
+  } catch (e) {
+    problem.textContent = e instanceof api.NoNetwork ? "No connection: try again when online." : e.message;
+  }
+}
 
 // --- routing and start -----------------------------------------------------------------------
 
@@ -393,6 +454,7 @@ function route() {
   if (screen === "vehicle") vehicleScreen(arg);
   else if (screen === "search") searchScreen();
   else if (screen === "overdue") overdueScreen();
+  else if (screen === "alerts") alertsScreen();
   else if (screen === "scan") { if (!stopCamera) scanScreen(); }
   else boardScreen();
   showConnection();
@@ -415,13 +477,17 @@ async function start(me) {
   await reference();
   route();
   fleet.reconnect();
+  // This device's alerts now go to whoever signed in (a renewed endpoint is learnt, too).
+  push.claim().then((moved) => {
+    if (moved && (location.hash || "").startsWith("#/alerts")) route();
+  }).catch(() => null);
 }
 
 let swiping = false;
 fleet.addEventListener("change", () => {
   // Live screens redraw; a form being filled in or a finger mid-swipe is left alone.
   const screen = (location.hash || "#/board").split("/")[1];
-  if (fleet.user && !swiping && sheet.hidden && screen !== "search" && screen !== "scan") route();
+  if (fleet.user && !swiping && sheet.hidden && !["search", "scan", "alerts"].includes(screen)) route();
   else showConnection();
 });
 fleet.addEventListener("connection", showConnection);
@@ -440,6 +506,7 @@ document.getElementById("find").addEventListener("submit", (ev) => {
 document.getElementById("signout").addEventListener("click", async () => {
   const me = JSON.parse(sessionStorage.getItem(USER) || "null");
   sessionStorage.removeItem(USER);
+  await push.release();
   try { await api.signOut(me && me.token_id); } catch (e) { api.forget(); }
   location.reload();
 });

@@ -1,8 +1,9 @@
 // The counter app's service worker: keeps the app shell so the app opens with no network.
 // Data never passes through here: /api/ requests go straight to the network, and the app
-// keeps its own snapshot and queue in IndexedDB. Bump VERSION when a shell file changes.
-const VERSION = "counter-v1";
-const SHELL = ["./", "index.html", "app.css", "app.js", "api.js", "store.js", "sync.js",
+// keeps its own snapshot and queue in IndexedDB. The server writes a digest of the app's
+// files into VERSION (api/routes/counter.py), so any changed file installs a fresh cache.
+const VERSION = "counter-dev";
+const SHELL = ["./", "index.html", "app.css", "app.js", "api.js", "push.js", "store.js", "sync.js",
   "time.js", "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png"];
 
 self.addEventListener("install", (event) => {
@@ -31,5 +32,31 @@ self.addEventListener("fetch", (event) => {
     });
     if (hit) { event.waitUntil(fresh.catch(() => null)); return hit; }
     return fresh;
+  })());
+});
+
+// Web Push: alerts the server sent (pipeline/notify.py push_payload) shown as notifications,
+// also when no tab is open. The same tag replaces the earlier alert for that rental or car.
+self.addEventListener("push", (event) => {
+  let m;
+  try { m = event.data ? event.data.json() : {}; } catch (e) { m = {body: event.data.text()}; }
+  const urgent = (m.level || 0) >= 3 || m.severity === "critical";
+  event.waitUntil(self.registration.showNotification(m.title || "Fleet alert", {
+    body: m.body || "", tag: m.tag || undefined, renotify: Boolean(m.tag), requireInteraction: urgent,
+    icon: "icon-192.png", badge: "icon-192.png", data: {url: m.url || "/counter/", kind: m.kind},
+  }));
+});
+
+// A tap opens the car in the app: an open counter tab is reused, else a new one opens.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = new URL((event.notification.data && event.notification.data.url) || "/counter/", location.origin);
+  if (url.origin !== location.origin || !url.pathname.startsWith("/counter/")) return;
+  event.waitUntil((async () => {
+    const open = await self.clients.matchAll({type: "window", includeUncontrolled: true});
+    const tab = open.find((c) => new URL(c.url).pathname.startsWith("/counter/"));
+    if (!tab) return self.clients.openWindow(url.href);
+    await tab.focus();
+    return tab.navigate ? tab.navigate(url.href).catch(() => null) : null;
   })());
 });

@@ -191,7 +191,8 @@ def unsubscribe(conn: Connection, *, user_id: int, device_id: str) -> None:
     """Stop pushes to one of the user's devices; NotFound if it had none."""
     gone = conn.execute(
         text(
-            "DELETE FROM push_subscriptions WHERE user_id = :u AND device_id = :d RETURNING endpoint"
+            "DELETE FROM push_subscriptions WHERE user_id = :u AND device_id = :d"
+            " RETURNING endpoint"
         ),
         {"u": user_id, "d": device_id},
     ).scalar()

@@ -337,8 +337,10 @@ def deliver_notifications(
                     # the subscription goes, and every message still waiting for it.
                     push.remove_gone(conn, message.target, error)
                     summary.gone += 1
-                    say(f"removed the push subscription of user {subscription.user_id}"
-                        f" on device {subscription.device_id}: {error}")
+                    say(
+                        f"removed the push subscription of user {subscription.user_id}"
+                        f" on device {subscription.device_id}: {error}"
+                    )
                 status = mark_failed(
                     conn,
                     message.id,

@@ -19,9 +19,9 @@ from fleet.settings import Settings
 from tests.browser import browser  # noqa: F401 - one Chromium for every page test
 
 DATA_TABLES = (
-    "push_subscriptions, user_preferences, notification_outbox, pipeline_state, history_archives, feed_rejects,"
-    " feed_records, contracts, feed_files, saved_searches, availability_cache, overdue_vehicles,"
-    " availability_events,"
+    "push_subscriptions, user_preferences, notification_outbox, pipeline_state, history_archives,"
+    " feed_rejects, feed_records, contracts, feed_files, saved_searches, availability_cache,"
+    " overdue_vehicles, availability_events,"
     " vehicle_status_log, vehicle_status_realtime, blocks, vehicles, customers, users,"
     " vehicle_categories, locations"
 )

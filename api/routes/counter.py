@@ -7,8 +7,11 @@ from /api/ with the bearer token the user signs in for.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -19,11 +22,33 @@ from counter import STATIC
 _REVALIDATE = {"sw.js", "index.html", "", ".", "manifest.webmanifest"}
 
 
+def shell_version(directory: Path) -> str:
+    """Return a digest of every file the app is made of: the service worker's cache name."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        if path.suffix in (".py", ".pyc", ".sh") or "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return "counter-" + digest.hexdigest()[:16]
+
+
 class CounterFiles(StaticFiles):
     """The app's files, with the caching and headers a service-worker app needs."""
 
+    def __init__(self, *, directory: Path, **kwargs) -> None:
+        super().__init__(directory=directory, **kwargs)
+        # A browser installs a new worker only when sw.js changes by a byte: the digest
+        # written into it makes every changed shell file a new cache, with no manual bump.
+        worker = (Path(directory) / "sw.js").read_text()
+        self.version = shell_version(directory)
+        self.worker = worker.replace('"counter-dev"', f'"{self.version}"', 1).encode()
+
     async def get_response(self, path: str, scope: Scope):  # type: ignore[override]
-        response = await super().get_response(path, scope)
+        if path == "sw.js":
+            response = Response(self.worker, media_type="text/javascript")
+        else:
+            response = await super().get_response(path, scope)
         if path in _REVALIDATE or path.endswith("/"):
             response.headers["Cache-Control"] = "no-cache"
         else:

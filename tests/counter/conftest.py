@@ -9,11 +9,16 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobil
 TABLET = {"viewport": {"width": 1024, "height": 768}, "has_touch": True}
 
 
-def open_app(chromium, server, role: str = "agent", size: dict | None = None):
-    """A new device (browser context) signed in to the counter app, its board shown."""
+def open_app(chromium, server, role: str = "agent", size: dict | None = None, prepare=None):
+    """A new device (browser context) signed in to the counter app, its board shown.
+
+    `prepare(context)` runs before the first page opens (permissions, init scripts).
+    """
     from tests.api.conftest import PASSWORD
 
     context = chromium.new_context(**(size or PHONE))
+    if prepare is not None:
+        prepare(context)
     page = context.new_page()
     page.goto(f"{server.url}/counter/")
     page.fill("#username", server.users[role].username)

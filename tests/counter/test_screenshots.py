@@ -64,6 +64,13 @@ def test_every_screen_is_photographed(browser, demo_fleet, name, size):
             page.get_by_text("Nothing overdue.").wait_for(timeout=10_000)
         screenshot(page, f"counter/overdue-{name}")
 
+        page.goto(f"{server.url}/counter/#/alerts")
+        page.locator(".push-state", has_text="Alerts are off on this device").wait_for(
+            timeout=10_000
+        )
+        assert page.locator(".kinds input[type=checkbox]:checked").count() == 3
+        screenshot(page, f"counter/alerts-{name}")
+
         page.goto(f"{server.url}/counter/#/board")
         page.locator(".board .vehicle").first.wait_for(timeout=10_000)
         context.set_offline(True)

@@ -28,7 +28,13 @@ def test_a_user_who_saved_nothing_gets_toasts_for_all_and_sound_from_level_three
 
 def test_saved_preferences_come_back_and_a_second_save_replaces_the_first(conn, world):
     first = NotificationPrefs(
-        toasts=False, sound=False, min_toast_level=2, sound_level=4, location_ids=[world.muc.id]
+        toasts=False,
+        sound=False,
+        min_toast_level=2,
+        sound_level=4,
+        location_ids=[world.muc.id],
+        push_overdue=False,
+        push_rollbacks=False,
     )
     assert preferences.save(conn, user_id=world.agent.id, prefs=first) == first
     assert preferences.get(conn, user_id=world.agent.id) == first

@@ -22,10 +22,10 @@ from typing import Any
 import http_ece
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from requests.structures import CaseInsensitiveDict
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from requests.structures import CaseInsensitiveDict
 
 
 @dataclass
@@ -224,7 +224,7 @@ def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _unb64url(value: str) -> bytes:
+def unb64url(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
@@ -239,10 +239,10 @@ def vapid_claims(request: Request, *, server_key: str) -> dict[str, Any]:
     fields = dict(p.strip().split("=", 1) for p in params.split(","))
     assert fields["k"] == server_key
     head, claims, signature = fields["t"].split(".")
-    assert json.loads(_unb64url(head)) == {"typ": "JWT", "alg": "ES256"}
-    raw = _unb64url(signature)
-    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), _unb64url(fields["k"]))
+    assert json.loads(unb64url(head)) == {"typ": "JWT", "alg": "ES256"}
+    raw = unb64url(signature)
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(fields["k"]))
     # JWS carries r || s; cryptography verifies DER.
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     public.verify(der, f"{head}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
-    return json.loads(_unb64url(claims))
+    return json.loads(unb64url(claims))

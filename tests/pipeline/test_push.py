@@ -55,12 +55,12 @@ def _subscribe(
 
 def _subscriptions(engine: Engine) -> list[str]:
     with engine.connect() as c:
-        return list(c.execute(text("SELECT device_id FROM push_subscriptions ORDER BY id")).scalars())
+        return list(
+            c.execute(text("SELECT device_id FROM push_subscriptions ORDER BY id")).scalars()
+        )
 
 
-def test_an_overdue_escalation_arrives_encrypted_signed_and_only_once(
-    committed, service, settings
-):
+def test_an_overdue_escalation_arrives_encrypted_signed_and_only_once(committed, service, settings):
     world, v = _late_rental(committed, "B PU 1", late=timedelta(hours=2, minutes=10))
     phone = _subscribe(committed, service, world.agent, "anna", settings)
     _refresh_overdue(committed, world.now)
@@ -139,9 +139,7 @@ def test_a_gone_subscription_is_removed_with_every_message_waiting_for_it(
     assert deliver_notifications(committed, settings, now=world.at(2)) == DeliverySummary()
 
 
-def test_a_push_service_error_retries_with_backoff_and_keeps_the_subscription(
-    committed, settings
-):
+def test_a_push_service_error_retries_with_backoff_and_keeps_the_subscription(committed, settings):
     flaky = WebhookSink(fail_first=1, status=201).start()
     try:
         settings = settings.model_copy(update={"push_services": [flaky.origin]})
