@@ -62,7 +62,7 @@ test: $(DEV_STAMP) browser
 
 ## make screenshots: refresh docs/screenshots/ (every view over a demo fleet, in Chromium).
 screenshots: $(DEV_STAMP) browser
-	FLEET_SCREENSHOTS=1 $(BIN)/pytest tests/dashboard/test_screenshots.py -q
+	FLEET_SCREENSHOTS=1 $(BIN)/pytest tests/dashboard/test_screenshots.py tests/counter/test_screenshots.py tests/counter/test_scan.py -q
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

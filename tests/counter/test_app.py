@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from sqlalchemy import text
 
+from api.routes.counter import shell_version
+from counter import STATIC
 from db import status
 from tests.counter.conftest import PHONE, TABLET, open_app
 
@@ -53,8 +56,21 @@ def test_the_shell_is_an_installable_app_and_holds_no_data(api):
             assert c.get(f"/counter/{icon['src']}").status_code == 200
         worker = c.get("/counter/sw.js")
         assert worker.status_code == 200 and worker.headers["cache-control"] == "no-cache"
+        # The cache is named after the files it holds: a changed file is a new worker.
+        assert f'const VERSION = "{shell_version(STATIC)}";' in worker.text
+        assert worker.headers["content-type"].startswith("text/javascript")
+        assert worker.headers["service-worker-allowed"] == "/counter/"
         # Everything the app shows comes from the API, which wants the user's token.
         assert c.get("/api/availability/realtime").status_code == 401
+
+
+def test_the_shell_version_changes_with_any_file_of_the_app(tmp_path):
+    app = tmp_path / "counter"
+    shutil.copytree(STATIC, app, ignore=shutil.ignore_patterns("__pycache__"))
+    before = shell_version(app)
+    assert before == shell_version(STATIC)
+    (app / "app.css").write_text((app / "app.css").read_text() + "\n/* changed */\n")
+    assert shell_version(app) != before
 
 
 @pytest.mark.parametrize("size", [PHONE, TABLET], ids=["phone", "tablet"])
