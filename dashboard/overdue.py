@@ -309,7 +309,6 @@ class NotificationSettings:
         )
         # Web Push to the phones and tablets where the user turned alerts on (counter app).
         self.push = pn.widgets.CheckBoxGroup(
-            name="Push to my devices",
             options={
                 "overdue level 2+": "push_overdue",
                 "new conflicts": "push_conflicts",

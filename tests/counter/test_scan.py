@@ -31,14 +31,9 @@ def label_video(path, text: str, frames: int = 10) -> None:
             f.write(cr.resize(chroma).tobytes())
 
 
-def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_path):
-    car = api.vehicles[3]
-    with api.client("manager") as c:
-        r = c.put(f"/api/vehicles/{car.id}/status", json={"status": "cleaning", "reason": "wash"})
-        assert r.status_code == 200
-    video = tmp_path / "label.y4m"
-    label_video(video, vehicle_url(api.url, car.id))  # what the printed label sheet encodes
-    camera = browser.browser_type.launch(
+def fake_camera(browser, video):
+    """A second Chromium whose camera plays `video` (and may be used without asking)."""
+    return browser.browser_type.launch(
         executable_path=CHROMIUM,
         args=[
             *CHROMIUM_ARGS,
@@ -47,6 +42,16 @@ def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_
             f"--use-file-for-fake-video-capture={video}",
         ],
     )
+
+
+def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_path):
+    car = api.vehicles[3]
+    with api.client("manager") as c:
+        r = c.put(f"/api/vehicles/{car.id}/status", json={"status": "cleaning", "reason": "wash"})
+        assert r.status_code == 200
+    video = tmp_path / "label.y4m"
+    label_video(video, vehicle_url(api.url, car.id))  # what the printed label sheet encodes
+    camera = fake_camera(browser, video)
     try:
         context, page = open_app(camera, api, size={**PHONE, "permissions": ["camera"]})
         page.get_by_role("link", name="Scan").click()
@@ -69,15 +74,7 @@ def test_the_scan_screen_is_photographed_with_the_camera_running(
 ):
     video = tmp_path / "other.y4m"
     label_video(video, "a QR code that is not one of our labels")
-    camera = browser.browser_type.launch(
-        executable_path=CHROMIUM,
-        args=[
-            *CHROMIUM_ARGS,
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={video}",
-        ],
-    )
+    camera = fake_camera(browser, video)
     try:
         context, page = open_app(camera, api, size={**size, "permissions": ["camera"]})
         page.get_by_role("link", name="Scan").click()

@@ -245,6 +245,10 @@ def test_with_sound_switched_off_an_escalation_toasts_in_silence(browser, api, e
         sound = page.locator(".pref-sound input[type=checkbox]")
         assert sound.is_checked()
         sound.uncheck()
+        # Pushes to the counter app are chosen here too.
+        rollbacks = settings.locator(".pref-push label", has_text="status rollbacks")
+        assert rollbacks.locator("input").is_checked()
+        rollbacks.locator("input").uncheck()
         page.locator(".save-prefs button").click()
         page.locator(".toast.success", has_text="Notification settings saved").wait_for(
             timeout=5_000
@@ -252,6 +256,11 @@ def test_with_sound_switched_off_an_escalation_toasts_in_silence(browser, api, e
         with engine.connect() as c:
             saved = preferences.get(c, user_id=api.users["agent"].id)
         assert saved.sound is False and saved.toasts is True
+        assert (saved.push_overdue, saved.push_conflicts, saved.push_rollbacks) == (
+            True,
+            True,
+            False,
+        )
 
         _refresh(engine, ahead=timedelta(hours=7))
 
