@@ -59,6 +59,11 @@ class Subscription(BaseModel):
     last_sent_at: datetime | None
 
     @property
+    def push_service(self) -> str:
+        """The origin of the push service holding this subscription (scheme://host[:port])."""
+        return "/".join(self.endpoint.split("/", 3)[:3])
+
+    @property
     def info(self) -> dict[str, Any]:
         """The subscription as the browser's PushSubscription.toJSON() gives it."""
         return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}

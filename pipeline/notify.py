@@ -205,23 +205,30 @@ def _urgent(message: Outbox) -> bool:
     return (b.get("escalation_level") or 0) >= 3 or b.get("severity") == "critical"
 
 
+def push_session() -> requests.Session:
+    """An HTTP session for push services; one per delivery run keeps their connections open."""
+    session = requests.Session()
+    # A redirect is a misconfigured or hostile endpoint, never a delivery.
+    session.max_redirects = 0
+    return session
+
+
 def send_push(
     settings: Settings,
     message: Outbox,
     subscription: push.Subscription,
     *,
     signer: Vapid02 | None = None,
+    session: requests.Session | None = None,
     timeout: float = 10.0,
 ) -> None:
     """Encrypt the alert for one device (aes128gcm) and hand it to its push service.
 
     Raises PushGone when the service says the subscription is gone, DeliveryError otherwise.
     """
-    session = requests.Session()
-    # A redirect is a misconfigured or hostile endpoint, never a delivery.
-    session.max_redirects = 0
-    origin = subscription.endpoint.split("/", 3)[:3]
-    where = f"push service {'/'.join(origin)}"
+    where = f"push service {subscription.push_service}"
+    own = session is None
+    session = session or push_session()
     try:
         webpush(
             subscription.info,
@@ -248,7 +255,8 @@ def send_push(
     except requests.RequestException as exc:
         raise DeliveryError(f"{where} could not be reached: {exc}") from exc
     finally:
-        session.close()
+        if own:
+            session.close()
 
 
 def send(
@@ -257,6 +265,7 @@ def send(
     *,
     subscription: push.Subscription | None = None,
     signer: Vapid02 | None = None,
+    session: requests.Session | None = None,
 ) -> None:
     """Deliver one outbox row over its channel.
 
@@ -270,7 +279,7 @@ def send(
     elif message.channel == "push":
         if subscription is None:
             raise PushGone("the device's push subscription was removed")
-        send_push(settings, message, subscription, signer=signer)
+        send_push(settings, message, subscription, signer=signer, session=session)
     else:
         raise DeliveryError(f"no sender for channel {message.channel!r}")
 
@@ -301,7 +310,9 @@ def deliver_notifications(
             " or clear FLEET_NOTIFY_EMAIL_TO",
         )
     summary = DeliverySummary()
+    # Made when the first push is due: the key is read once, connections are reused.
     signer: Vapid02 | None = None
+    session: requests.Session | None = None
     with engine.begin() as conn:
         summary.enqueued = enqueue_alerts(
             conn, email_to=settings.notify_email_to, webhook_urls=settings.notify_webhook_urls
@@ -320,7 +331,8 @@ def deliver_notifications(
                     with engine.connect() as conn:
                         subscription = push.by_endpoint(conn, message.target)
                     signer = signer or vapid.vapid(settings)
-                send(settings, message, subscription=subscription, signer=signer)
+                    session = session or push_session()
+                send(settings, message, subscription=subscription, signer=signer, session=session)
             except PushGone as exc:
                 error, gone = f"{type(exc).__name__}: {exc}", True
             except Exception as exc:  # one bad message or receiver must not stop the rest
@@ -366,4 +378,6 @@ def deliver_notifications(
         f"notifications: {summary.sent} sent, {summary.retried} to retry,"
         f" {summary.failed} failed, {summary.gone} push subscription(s) gone"
     )
+    if session is not None:
+        session.close()
     return summary

@@ -76,11 +76,10 @@ class PreferencesIn(Input):
 
 
 def _device(sub: push.Subscription) -> Device:
-    origin = "/".join(sub.endpoint.split("/", 3)[:3])
     return Device(
         device_id=sub.device_id,
         device_label=sub.device_label,
-        push_service=origin,
+        push_service=sub.push_service,
         created_at=sub.created_at.isoformat(),
         updated_at=sub.updated_at.isoformat(),
         last_sent_at=sub.last_sent_at.isoformat() if sub.last_sent_at else None,
