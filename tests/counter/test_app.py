@@ -132,9 +132,10 @@ def change_in_sheet(page, plate: str, to: str) -> None:
     page.get_by_role("link", name="← Lot").click()
 
 
-def test_offline_changes_replay_once_and_a_lost_one_is_put_to_the_user(browser, api, engine):
+@pytest.mark.parametrize("size", [PHONE, TABLET], ids=["phone", "tablet"])
+def test_offline_changes_replay_once_and_a_lost_one_is_put_to_the_user(browser, api, engine, size):
     a, b, c_ = api.vehicles[0], api.vehicles[1], api.vehicles[2]
-    context, page = open_app(browser, api)
+    context, page = open_app(browser, api, size=size)
     try:
         context.set_offline(True)
         page.locator(".banner.offline", has_text="Offline, showing data as of").wait_for(

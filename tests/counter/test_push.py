@@ -121,7 +121,7 @@ def _registration_id(cdp) -> str:
 
 
 @pytest.mark.parametrize("size", [PHONE, TABLET], ids=["phone", "tablet"])
-def test_turn_alerts_on_receive_a_rollback_and_tap_it_open(
+def test_turn_alerts_on_and_a_pushed_rollback_is_shown_by_the_worker(
     browser, api, engine, push_service, push_server, outbox_cleanup, size
 ):
     car = api.vehicles[0]

@@ -44,7 +44,8 @@ def fake_camera(browser, video):
     )
 
 
-def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_path):
+@pytest.mark.parametrize("size", [PHONE, TABLET], ids=["phone", "tablet"])
+def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_path, size):
     car = api.vehicles[3]
     with api.client("manager") as c:
         r = c.put(f"/api/vehicles/{car.id}/status", json={"status": "cleaning", "reason": "wash"})
@@ -53,7 +54,7 @@ def test_scan_a_label_open_the_car_and_swipe_it_ready(browser, api, engine, tmp_
     label_video(video, vehicle_url(api.url, car.id))  # what the printed label sheet encodes
     camera = fake_camera(browser, video)
     try:
-        context, page = open_app(camera, api, size={**PHONE, "permissions": ["camera"]})
+        context, page = open_app(camera, api, size={**size, "permissions": ["camera"]})
         page.get_by_role("link", name="Scan").click()
         page.wait_for_url(f"**/counter/#/vehicle/{car.id}", timeout=15_000)
         page.locator("h1.plate", has_text=car.plate).wait_for(timeout=5_000)
