@@ -8,8 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from tornado.web import HTTPError as TornadoHTTPError
 
 from db import errors
 
@@ -26,6 +29,8 @@ STATUS_FOR: dict[type[errors.FleetError], int] = {
     errors.InvalidTransition: 409,
     errors.RollbackRefused: 409,
     errors.HoldExpired: 409,
+    errors.HoldTaken: 409,
+    errors.HoldConverted: 409,
     errors.NotAvailable: 409,
     errors.IdempotencyMismatch: 422,
     errors.NotAuthenticated: 401,
@@ -45,6 +50,33 @@ TITLES = {
     500: "Internal error",
     503: "Service unavailable",
 }
+
+
+class FieldProblem(BaseModel):
+    """One invalid field of a request."""
+
+    field: str = Field(description="Where: `period.start`, `limit`, `If-Match`.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: what went wrong, which field, and how to fix it.
+
+    Some problems carry more members (a stale version's current state, a conflict's hold).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=[PROBLEM_TYPE + "invalid_input"])
+    title: str = Field(examples=["Invalid input"])
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="What is wrong, in words for the person at the counter.")
+    code: str = Field(description="A stable, machine-readable name of the problem.")
+    field: str | None = Field(default=None, description="The request field at fault.")
+    hint: str | None = Field(default=None, description="How to fix it.")
+    instance: str | None = Field(default=None, description="The path that was asked for.")
+    request_id: str | None = Field(default=None, description="Quote it when reporting a bug.")
+    errors: list[FieldProblem] | None = Field(default=None, description="Every invalid field.")
 
 
 class ApiProblem(Exception):
@@ -165,9 +197,23 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
         code = TITLES.get(exc.status_code, "error").lower().replace(" ", "_")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; a path served by
+            # several routes (GET and PATCH /api/preferences) allows all of theirs.
+            headers["Allow"] = ", ".join(sorted(allowed_methods(request)))
         return problem_response(
-            exc.status_code, detail, code=code, request=request, headers=exc.headers
+            exc.status_code, detail, code=code, request=request, headers=headers
         )
+
+    @app.exception_handler(TornadoHTTPError)
+    async def tornado_error(request: Request, exc: TornadoHTTPError) -> JSONResponse:
+        # Panel's /components/ route resolves files with Tornado's handler code, which
+        # raises Tornado's HTTP errors: they keep their status (400, 403, 404).
+        status = exc.status_code if 400 <= exc.status_code < 600 else 500
+        detail = exc.log_message or exc.reason or TITLES.get(status, "error")
+        code = TITLES.get(status, "error").lower().replace(" ", "_")
+        return problem_response(status, detail, code=code, request=request)
 
     @app.exception_handler(OperationalError)
     async def db_down(request: Request, exc: OperationalError) -> JSONResponse:
@@ -224,10 +270,45 @@ def install(app: FastAPI) -> None:
         log.exception("database error")
         return problem_response(500, "internal error", code="internal", request=request)
 
+    async def component_lookup(request: Request, exc: Exception) -> JSONResponse:
+        if _component_not_found(request, exc):
+            return problem_response(
+                404,
+                "no component module by that name",
+                code="not_found",
+                request=request,
+                hint="component paths look like /components/<module>/<Class>/<kind>/<file>",
+            )
+        return await unexpected(request, exc)
+
+    # Registered per class so they are answered inside the app, like the handlers above.
+    for kind in (ImportError, TypeError, ValueError):
+        app.add_exception_handler(kind, component_lookup)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem_response(500, "internal error", code="internal", request=request)
+
+
+def allowed_methods(request: Request) -> set[str]:
+    """Return the methods of every route whose path matches the request's."""
+    methods: set[str] = set()
+    path = request.scope["path"]
+    for route in iter_route_contexts(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return methods
+
+
+def _component_not_found(request: Request, exc: Exception) -> bool:
+    # Panel imports the module named in /components/<module>/...: a name that is not one
+    # ("..x", "/x") fails inside importlib with TypeError or ValueError, which is a 404.
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    return getattr(endpoint, "__name__", "") == "get_component_resource" and isinstance(
+        exc, ImportError | TypeError | ValueError
+    )
 
 
 def _first_line(err: object) -> str:

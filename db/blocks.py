@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import errors as pg_errors
 from pydantic import BaseModel
@@ -13,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from db.errors import BookingConflict, InvalidInput, NotAvailable, NotFound
 from db.events import emit
 from db.timeutil import local_iso, require_period
+
+T = TypeVar("T")
 
 KINDS = ("hold", "reservation", "rental", "maintenance", "transfer")
 # Kinds after which the car needs cleaning/prep before the next customer.
@@ -153,10 +156,7 @@ def buffer_for(conn: Connection, *, vehicle_id: int, kind: str) -> timedelta:
     ).scalar_one()
 
 
-def _conflict(conn: Connection, vehicle_id: int, start: datetime, end: datetime, buffer, exclude):
-    blocking = find_blocking(
-        conn, vehicle_id=vehicle_id, start=start, end=end, buffer=buffer, exclude_id=exclude
-    )
+def _conflict(blocking: list[Block]) -> BookingConflict:
     names = "; ".join(b.describe() for b in blocking) or "a booking committed at the same moment"
     return BookingConflict(
         f"vehicle is already spoken for: {names}",
@@ -167,6 +167,40 @@ def _conflict(conn: Connection, vehicle_id: int, start: datetime, end: datetime,
 
 def _is_exclusion(exc: IntegrityError) -> bool:
     return isinstance(exc.orig, pg_errors.ExclusionViolation)
+
+
+# A hold can run out between clearing the run-out holds and the constraint check: the
+# constraint still counts its row, while every read already hides it. So after a collision the
+# run-out holds are cleared again and, when no live block is left to name, the write is tried
+# again: a car free by the time the constraint fires is booked, and a refusal names a blocker.
+_ATTEMPTS = 3
+
+
+def _claim(
+    conn: Connection,
+    write: Callable[[], T],
+    *,
+    vehicle_id: int,
+    start: datetime,
+    end: datetime,
+    buffer: timedelta,
+    exclude_id: int | None = None,
+) -> T:
+    blocking: list[Block] = []
+    for _ in range(_ATTEMPTS):
+        try:
+            with conn.begin_nested():
+                return write()
+        except IntegrityError as exc:
+            if not _is_exclusion(exc):
+                raise
+        clear_expired_holds(conn, vehicle_id=vehicle_id)
+        blocking = find_blocking(
+            conn, vehicle_id=vehicle_id, start=start, end=end, buffer=buffer, exclude_id=exclude_id
+        )
+        if blocking:
+            break
+    raise _conflict(blocking)
 
 
 def insert_block(
@@ -212,24 +246,23 @@ def insert_block(
         "by": created_by,
         "notes": notes,
     }
-    try:
-        with conn.begin_nested():
-            block_id = conn.execute(
-                text(
-                    "INSERT INTO blocks (vehicle_id, kind, period, blocked, scheduled_end,"
-                    " start_location_id, end_location_id, customer_id, reference, expires_at,"
-                    " created_by, notes)"
-                    " VALUES (:v, :kind, tstzrange(:start, :end),"
-                    " tstzrange(:start, CAST(:end AS timestamptz) + CAST(:buffer AS interval)),"
-                    " :end, :sloc, :eloc, :customer, :reference, :expires, :by, :notes)"
-                    " RETURNING id"
-                ),
-                params,
-            ).scalar_one()
-    except IntegrityError as exc:
-        if _is_exclusion(exc):
-            raise _conflict(conn, vehicle_id, start, end, buffer, None) from None
-        raise
+    insert = text(
+        "INSERT INTO blocks (vehicle_id, kind, period, blocked, scheduled_end,"
+        " start_location_id, end_location_id, customer_id, reference, expires_at,"
+        " created_by, notes)"
+        " VALUES (:v, :kind, tstzrange(:start, :end),"
+        " tstzrange(:start, CAST(:end AS timestamptz) + CAST(:buffer AS interval)),"
+        " :end, :sloc, :eloc, :customer, :reference, :expires, :by, :notes)"
+        " RETURNING id"
+    )
+    block_id = _claim(
+        conn,
+        lambda: conn.execute(insert, params).scalar_one(),
+        vehicle_id=vehicle_id,
+        start=start,
+        end=end,
+        buffer=buffer,
+    )
     block = get_block(conn, block_id=block_id)
     emit(
         conn,
@@ -261,28 +294,22 @@ def move_block(
         )
     clear_expired_holds(conn, vehicle_id=block.vehicle_id)
     buffer = buffer_for(conn, vehicle_id=block.vehicle_id, kind=block.kind)
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                text(
-                    "UPDATE blocks SET period = tstzrange(:start, :end),"
-                    " blocked = tstzrange(:start, CAST(:end AS timestamptz)"
-                    " + CAST(:buffer AS interval)),"
-                    " scheduled_end = CASE WHEN :scheduled THEN :end ELSE scheduled_end END,"
-                    " updated_at = clock_timestamp() WHERE id = :id"
-                ),
-                {
-                    "id": block_id,
-                    "start": start,
-                    "end": end,
-                    "buffer": buffer,
-                    "scheduled": scheduled,
-                },
-            )
-    except IntegrityError as exc:
-        if _is_exclusion(exc):
-            raise _conflict(conn, block.vehicle_id, start, end, buffer, block_id) from None
-        raise
+    update = text(
+        "UPDATE blocks SET period = tstzrange(:start, :end),"
+        " blocked = tstzrange(:start, CAST(:end AS timestamptz) + CAST(:buffer AS interval)),"
+        " scheduled_end = CASE WHEN :scheduled THEN :end ELSE scheduled_end END,"
+        " updated_at = clock_timestamp() WHERE id = :id"
+    )
+    values = {"id": block_id, "start": start, "end": end, "buffer": buffer, "scheduled": scheduled}
+    _claim(
+        conn,
+        lambda: conn.execute(update, values),
+        vehicle_id=block.vehicle_id,
+        start=start,
+        end=end,
+        buffer=buffer,
+        exclude_id=block_id,
+    )
     moved = get_block(conn, block_id=block_id)
     emit(
         conn,
@@ -308,6 +335,8 @@ def end_block(
     reason: str,
     at: datetime | None = None,
     end_location_id: int | None = None,
+    event_kind: str | None = None,
+    event_payload: dict[str, Any] | None = None,
 ) -> Block:
     """Close a block: cancel it (frees the period) or complete it at `at` (frees what remains).
 
@@ -365,11 +394,11 @@ def end_block(
     ended = get_block(conn, block_id=block_id)
     emit(
         conn,
-        kind=f"{block.kind}_{state}",
+        kind=event_kind or f"{block.kind}_{state}",
         vehicle_id=block.vehicle_id,
         location_id=ended.end_location_id,
         actor_id=changed_by,
-        payload={**ended.model_dump(mode="json"), "reason": reason},
+        payload={**ended.model_dump(mode="json"), "reason": reason, **(event_payload or {})},
     )
     return ended
 

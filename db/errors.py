@@ -81,6 +81,18 @@ class HoldExpired(FleetError):
     code = "hold_expired"
 
 
+class HoldTaken(FleetError):
+    """The hold is another user's: only its holder converts or extends it; details name them."""
+
+    code = "hold_taken"
+
+
+class HoldConverted(FleetError):
+    """The hold was already booked; details carry the reservation it became."""
+
+    code = "hold_converted"
+
+
 class NotAvailable(FleetError):
     """The vehicle cannot be booked at all now (inactive, out of service, overdue, elsewhere)."""
 

@@ -8,8 +8,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from db import availability, holds, rentals
-from db.errors import BookingConflict, HoldExpired, InvalidInput, NotAvailable
+from db import audit, availability, holds, rentals
+from db.errors import (
+    BookingConflict,
+    HoldConverted,
+    HoldExpired,
+    HoldTaken,
+    InvalidInput,
+    NotAvailable,
+)
 from tests.conftest import add_vehicle, build_world
 
 
@@ -120,7 +127,7 @@ def test_convert_hold_makes_a_reservation_for_the_customer(conn, world):
         None,
     )
     assert holds.list_holds(conn) == []
-    with pytest.raises(InvalidInput, match="not a hold"):
+    with pytest.raises(HoldConverted, match=f"hold #{hold.id} is already booked: reservation"):
         holds.release_hold(conn, hold_id=hold.id, released_by=world.agent.id)
 
 
@@ -206,6 +213,154 @@ def test_overdue_car_cannot_be_held(conn, world):
             held_by=world.agent.id,
         )
     assert _search(conn, world, world.at(48), world.at(50)) == []
+
+
+def _anna_holds(conn, world, plate: str):
+    v = add_vehicle(conn, world, plate)
+    return holds.place_hold(
+        conn,
+        vehicle_id=v.id,
+        start=world.at(2),
+        end=world.at(26),
+        location_id=world.ber.id,
+        held_by=world.agent.id,
+    )
+
+
+def _state(conn, block_id: int) -> tuple[str, str]:
+    row = conn.execute(text("SELECT kind, state FROM blocks WHERE id = :id"), {"id": block_id})
+    return tuple(row.one())
+
+
+def test_only_the_holder_books_or_extends_their_hold_others_are_told_whose_it_is(conn, world):
+    hold = _anna_holds(conn, world, "B HO 1")
+    attempts = {
+        "book by Ben": lambda: holds.convert_hold(
+            conn, hold_id=hold.id, customer_id=world.bob.id, converted_by=world.agent2.id
+        ),
+        "book by a manager": lambda: holds.convert_hold(
+            conn, hold_id=hold.id, customer_id=world.bob.id, converted_by=world.manager.id
+        ),
+        "extend by Ben": lambda: holds.extend_hold(
+            conn, hold_id=hold.id, extended_by=world.agent2.id
+        ),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(HoldTaken) as err:
+            attempt()
+        doing = "extend" if what.startswith("extend") else "book"
+        assert err.value.message.startswith(f"hold #{hold.id} on B HO 1 is Anna Agent's until "), (
+            what
+        )
+        assert err.value.message.endswith(f"only they can {doing} it"), what
+        assert err.value.details == {
+            "holder": {"id": world.agent.id, "username": "anna", "full_name": "Anna Agent"},
+            "expires_at": hold.expires_at.isoformat(),
+        }, what
+    assert _state(conn, hold.id) == ("hold", "active")
+    mine = holds.convert_hold(
+        conn, hold_id=hold.id, customer_id=world.alice.id, converted_by=world.agent.id
+    )
+    assert (mine.kind, mine.customer_name) == ("reservation", "Alice Schmidt")
+
+
+def test_holder_extends_their_hold_from_now(conn, world):
+    hold = _anna_holds(conn, world, "B HO 2")
+    longer = holds.extend_hold(
+        conn, hold_id=hold.id, extended_by=world.agent.id, ttl=timedelta(minutes=45)
+    )
+    clock = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    assert timedelta(minutes=44) < longer.expires_at - clock <= timedelta(minutes=45)
+    assert (longer.kind, longer.state, longer.start, longer.end) == (
+        "hold",
+        "active",
+        hold.start,
+        hold.end,
+    )
+    [event] = audit.availability_changes(conn, vehicle_id=hold.vehicle_id, limit=1)
+    assert (event.kind, event.actor_id) == ("hold_extended", world.agent.id)
+    with pytest.raises(InvalidInput, match="between 10 seconds and 2 hours"):
+        holds.extend_hold(conn, hold_id=hold.id, extended_by=world.agent.id, ttl=timedelta(0))
+
+
+def test_agent_releasing_someone_elses_hold_is_told_whose_it_is(conn, world):
+    hold = _anna_holds(conn, world, "B HO 3")
+    with pytest.raises(HoldTaken) as err:
+        holds.release_hold(conn, hold_id=hold.id, released_by=world.agent2.id, reason="mine now")
+    assert "is Anna Agent's until" in err.value.message
+    assert err.value.hint.startswith("ask Anna Agent, or a manager")
+    assert err.value.details["holder"]["username"] == "anna"
+    assert _state(conn, hold.id) == ("hold", "active")
+
+
+def test_manager_releases_someone_elses_hold_with_a_reason_in_the_audit_trail(conn, world):
+    hold = _anna_holds(conn, world, "B HO 4")
+    for missing in (None, "", "   "):
+        with pytest.raises(InvalidInput) as err:
+            holds.release_hold(conn, hold_id=hold.id, released_by=world.manager.id, reason=missing)
+        assert err.value.field == "reason"
+        assert "a reason is needed to release Anna Agent's hold" in err.value.message
+    assert _state(conn, hold.id) == ("hold", "active")
+
+    released = holds.release_hold(
+        conn, hold_id=hold.id, released_by=world.manager.id, reason=" customer walked out "
+    )
+
+    assert released.state == "cancelled"
+    assert _search(conn, world, world.at(2), world.at(26)) == ["B HO 4"]
+    [event] = [
+        e
+        for e in audit.availability_changes(conn, user_id=world.manager.id)
+        if e.payload.get("id") == hold.id
+    ]
+    assert (event.kind, event.actor_name) == ("hold_released", "Maria Manager")
+    assert event.payload["reason"] == "customer walked out"
+    assert event.payload["released_by"]["full_name"] == "Maria Manager"
+    assert event.payload["holder"] == {
+        "id": world.agent.id,
+        "username": "anna",
+        "full_name": "Anna Agent",
+    }
+
+
+def test_releasing_your_own_hold_needs_no_reason_and_stays_a_cancel(conn, world):
+    hold = _anna_holds(conn, world, "B HO 5")
+    holds.release_hold(conn, hold_id=hold.id, released_by=world.agent.id)
+    [event] = audit.availability_changes(conn, vehicle_id=hold.vehicle_id, limit=1)
+    assert (event.kind, event.payload["reason"]) == ("hold_cancelled", "hold released")
+
+
+def test_second_book_of_a_converted_hold_names_the_reservation_it_became(conn, world):
+    hold = _anna_holds(conn, world, "B HO 6")
+    first = holds.convert_hold(
+        conn,
+        hold_id=hold.id,
+        customer_id=world.alice.id,
+        converted_by=world.agent.id,
+        reference="RA-7",
+    )
+    with pytest.raises(HoldConverted) as err:
+        holds.convert_hold(
+            conn, hold_id=hold.id, customer_id=world.alice.id, converted_by=world.agent.id
+        )
+    assert err.value.message.startswith(
+        f"hold #{hold.id} is already booked: reservation #{hold.id} RA-7 for Alice Schmidt"
+    )
+    assert err.value.details["reservation"] == first.model_dump(mode="json")
+    # A booking that never was a hold is still the wrong id, not a repeated click.
+    direct = rentals.reserve(
+        conn,
+        vehicle_id=add_vehicle(conn, world, "B HO 7").id,
+        start=world.at(2),
+        end=world.at(6),
+        pickup_location_id=world.ber.id,
+        customer_id=world.bob.id,
+        booked_by=world.agent.id,
+    )
+    with pytest.raises(InvalidInput, match="is a reservation, not a hold"):
+        holds.convert_hold(
+            conn, hold_id=direct.id, customer_id=world.bob.id, converted_by=world.agent.id
+        )
 
 
 @pytest.mark.slow
