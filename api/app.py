@@ -7,15 +7,14 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from api import logs, problems, security
+from api import logs, openapi, problems, security
+from api.credentials import CredentialWatch
 from api.middleware import PageSignIn, RequestContext
 from api.routes import ROUTERS
 from api.routes.counter import mount_counter
@@ -24,7 +23,6 @@ from db.database import libpq_url, make_engine, resolve_url
 from fleet.settings import Settings, get_settings
 
 log = logging.getLogger("fleet.api")
-API_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
 
 DESCRIPTION = """Live vehicle availability for car-rental staff: fleet status, availability
 search, booking locks (holds), reservations, overdue returns, conflicts, transfers and the
@@ -57,6 +55,14 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         broadcaster = Broadcaster(engine, libpq_url(url), settings.stream_queue_size)
         app.state.broadcaster = broadcaster
         await broadcaster.start()
+        credentials = CredentialWatch(
+            engine,
+            interval=settings.credential_check_seconds,
+            forget=app.state.token_cache.forget,
+        )
+        credentials.also_check(app.state.token_cache.token_ids)
+        app.state.credentials = credentials
+        await credentials.start()
         # Panel and Bokeh leave ~250k long-lived objects; a full collection walking them all
         # stalled every stream for 70-80 ms. Frozen, the collector skips them.
         gc.collect()
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         try:
             yield
         finally:
+            await credentials.stop()
             await broadcaster.stop()
             await asyncio.to_thread(engine.dispose)
 
@@ -84,13 +91,15 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
     )
     app.state.rate_limiter = security.RateLimiter(settings.rate_limit_per_minute)
     app.state.token_cache = security.TokenCache()
-    # Guessing passwords: a few tries a minute per username, whoever asks.
-    app.state.login_limiter = security.RateLimiter(settings.login_attempts_per_minute)
+    # Guessing passwords: a few tries a minute per username, and per client address.
+    app.state.login_throttle = security.LoginThrottle(
+        settings.login_attempts_per_minute, settings.login_attempts_per_address_per_minute
+    )
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
 
-    async def page_user(scope: Scope) -> Any:
+    async def page_user(scope: Scope) -> security.Principal | None:
         conn = HTTPConnection(scope)
         return await asyncio.to_thread(_cookie_user, app, conn.cookies.get(security.SESSION_COOKIE))
 
@@ -100,17 +109,7 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
 
         mount_pages(app)
 
-    def openapi() -> dict[str, Any]:
-        # bokeh-fastapi registers pages as API routes (some at startup); they are HTML pages,
-        # not part of the REST API, so the document is built from the API's own paths only.
-        if app.openapi_schema is None:
-            for route in app.routes:
-                if isinstance(route, APIRoute) and not route.path.startswith(API_PATHS):
-                    route.include_in_schema = False
-            app.openapi_schema = FastAPI.openapi(app)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     # Outermost first: ids and shedding wrap everything, then page sign-in, then compression.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(PageSignIn, resolve=page_user)
@@ -118,10 +117,10 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
     return app
 
 
-def _cookie_user(app: FastAPI, cookie: str | None) -> Any:
+def _cookie_user(app: FastAPI, cookie: str | None) -> security.Principal | None:
     if not cookie:
         return None
-    return security.user_from_cookie(app.state, cookie)
+    return security.principal_from_cookie(app.state, cookie)
 
 
 def factory() -> FastAPI:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import logs, metrics
 from api.problems import problem_response
+from api.security import page_principal
 
 log = logging.getLogger("fleet.access")
 
@@ -97,6 +98,16 @@ class RequestContext:
             logs.request_id.reset(token)
 
 
+def same_origin(scope: Scope) -> bool:
+    """Whether a request's Origin (when it sends one) is this site's own host."""
+    headers = dict(scope.get("headers") or [])
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    host = headers.get(b"host", b"").decode("latin-1")
+    if not origin:
+        return True  # not a browser: no cookie was sent on its behalf by another site
+    return bool(host) and origin.split("://", 1)[-1] == host
+
+
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
@@ -106,11 +117,16 @@ def _route_template(scope: Scope) -> str:
 
 
 class PageSignIn:
-    """Pages, their assets and Panel's WebSocket need a signed-in browser session."""
+    """Pages, their assets and Panel's WebSocket need a signed-in browser session.
+
+    Who signed in is handed to the page through `security.page_principal`, never through the
+    Bokeh session (see dashboard/app.py). Panel's WebSocket must come from our own pages:
+    browsers send cookies on cross-site WebSocket handshakes, so the Origin is checked here.
+    """
 
     def __init__(self, app: ASGIApp, resolve: Any) -> None:
         self.app = app
-        self.resolve = resolve  # cookie value -> user or None
+        self.resolve = resolve  # scope -> Principal or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -120,9 +136,16 @@ class PageSignIn:
         if path.startswith(OPEN_PREFIXES) or path in OPEN_PATHS:
             await self.app(scope, receive, send)  # the API answers 401 problems itself
             return
-        user = await self.resolve(scope)
-        if user is not None:
-            await self.app(scope, receive, send)
+        if scope["type"] == "websocket" and not same_origin(scope):
+            await send({"type": "websocket.close", "code": 4403, "reason": "cross-origin"})
+            return
+        principal = await self.resolve(scope)
+        if principal is not None:
+            token = page_principal.set(principal)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                page_principal.reset(token)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401, "reason": "sign in first"})

@@ -8,8 +8,10 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ class Principal:
     user: User
     via: str  # "session" (browser cookie) or "bearer" (API token)
     token_id: int
+    expires_at: datetime
 
     @property
     def id(self) -> int:
@@ -92,57 +95,100 @@ class Signer:
 
 
 class RateLimiter:
-    """A token bucket per user: `per_minute` requests, refilled continuously."""
+    """A token bucket per key (a user, a username, a client address): `per_minute`, refilled
+    continuously."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
-        self._buckets: dict[int, tuple[float, float]] = {}
+        self.max_keys = max_keys
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, user_id: int) -> float:
+    def take(self, key: Hashable) -> float:
         """Take one request; return 0 when allowed, else the seconds until one is free."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(user_id, (self.capacity, now))
+            if len(self._buckets) >= self.max_keys:
+                # A flood of made-up keys must not grow memory: keep only the throttled ones.
+                self._buckets = {k: v for k, v in self._buckets.items() if v[0] < 1}
+            tokens, last = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             if tokens >= 1:
-                self._buckets[user_id] = (tokens - 1, now)
+                self._buckets[key] = (tokens - 1, now)
                 return 0.0
-            self._buckets[user_id] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+    def wait(self, key: Hashable) -> float:
+        """Return the seconds until `key` may try again, taking nothing."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+
+class LoginThrottle:
+    """Sign-in attempts per username and per client address.
+
+    Per username (any address) stops guessing one user's password from many machines; per
+    address (any username) stops one machine from sweeping usernames, so one attacker cannot
+    lock every user out: once their address is throttled their attempts stop counting against
+    the users they name.
+    """
+
+    def __init__(self, per_user: int, per_address: int) -> None:
+        self.users = RateLimiter(per_user)
+        self.addresses = RateLimiter(per_address)
+
+    def take(self, *, username: str, address: str) -> float:
+        """Count one attempt; return 0 when allowed, else the seconds to wait."""
+        wait = self.addresses.take(address)
+        if wait:
+            return wait
+        return self.users.take(username.strip().lower())
 
 
 class TokenCache:
     """Bearer tokens resolved in the last few seconds, so a busy client costs no extra queries.
 
-    A token revoked through this process is dropped at once; one revoked through another
-    process (or a deactivated user) stops working within `ttl` seconds.
+    An entry lives `ttl` seconds and never past the token's own expiry. A token revoked
+    through this process is dropped at once; one revoked elsewhere (another process, the CLI,
+    a deactivated user) is dropped by the credential watch within its interval, and in any
+    case stops working within `ttl` seconds.
     """
 
     def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, User, int]] = {}
+        self._entries: dict[str, tuple[float, auth.Credential]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> tuple[User, int] | None:
+    def get(self, token: str) -> auth.Credential | None:
         with self._lock:
             hit = self._entries.get(token)
-        if hit is None or hit[0] < time.monotonic():
+        if hit is None or hit[0] <= time.monotonic():
             return None
-        return hit[1], hit[2]
+        if hit[1].expires_at <= datetime.now(UTC):
+            return None
+        return hit[1]
 
-    def put(self, token: str, user: User, token_id: int) -> None:
+    def put(self, token: str, credential: auth.Credential) -> None:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[token] = (time.monotonic() + self.ttl, user, token_id)
+            self._entries[token] = (time.monotonic() + self.ttl, credential)
 
     def forget(self, token_id: int) -> None:
         with self._lock:
-            for key in [k for k, v in self._entries.items() if v[2] == token_id]:
+            for key in [k for k, v in self._entries.items() if v[1].token_id == token_id]:
                 del self._entries[key]
+
+    def token_ids(self) -> set[int]:
+        """The ids of the tokens held now (for the credential watch)."""
+        with self._lock:
+            return {v[1].token_id for v in self._entries.values()}
 
 
 def authenticate_request(
@@ -171,8 +217,8 @@ def authenticate_request(
         if cached is None:
             with engine.begin() as conn:
                 cached = auth.resolve_token(conn, token=token, kind="api")
-            cache.put(token, *cached)
-        return Principal(user=cached[0], via="bearer", token_id=cached[1])
+            cache.put(token, cached)
+        return Principal(cached.user, "bearer", cached.token_id, cached.expires_at)
     if not request.cookies.get(SESSION_COOKIE):
         raise NotAuthenticated(
             "sign in first", hint="log in at /login, or send 'Authorization: Bearer <token>'"
@@ -183,13 +229,22 @@ def authenticate_request(
     if check_csrf and request.scope.get("method", "GET") not in SAFE_METHODS:
         require_csrf(request, request.headers.get(CSRF_HEADER, ""), raw)
     with engine.begin() as conn:
-        user, token_id = auth.resolve_token(conn, token=raw, kind="session")
-    return Principal(user=user, via="session", token_id=token_id)
+        found = auth.resolve_token(conn, token=raw, kind="session")
+    return Principal(found.user, "session", found.token_id, found.expires_at)
+
+
+def same_text(sent: str, expected: str) -> bool:
+    """Compare a secret in constant time; any text (non-ASCII, lone surrogates) is just wrong."""
+    # compare_digest refuses non-ASCII str with a TypeError: compare the bytes instead.
+    return hmac.compare_digest(
+        sent.encode("utf-8", "replace"),
+        expected.encode("utf-8"),
+    )
 
 
 def require_csrf(request: HTTPConnection, sent: str, session_token: str) -> None:
     """Refuse a cookie-authenticated write whose CSRF token is missing or wrong."""
-    if not hmac.compare_digest(sent, request.app.state.signer.csrf_token(session_token)):
+    if not same_text(sent, request.app.state.signer.csrf_token(session_token)):
         raise ApiProblem(
             403,
             "missing or wrong CSRF token",
@@ -206,17 +261,23 @@ def session_token(request: HTTPConnection) -> str | None:
     return request.app.state.signer.session_token(cookie) if cookie else None
 
 
-def user_from_cookie(state: Any, cookie: str) -> User | None:
-    """Return the user of a browser session cookie, or None; for pages and their assets."""
+def principal_from_cookie(state: Any, cookie: str) -> Principal | None:
+    """Return who a browser session cookie signs in, or None; for pages and their assets."""
     raw = state.signer.session_token(cookie)
     if raw is None:
         return None
     try:
         with state.engine.begin() as conn:
-            user, _ = auth.resolve_token(conn, token=raw, kind="session")
+            found = auth.resolve_token(conn, token=raw, kind="session")
     except NotAuthenticated:
         return None
-    return user
+    return Principal(found.user, "session", found.token_id, found.expires_at)
+
+
+# Who the page request being served is, as the sign-in middleware found from the real cookie.
+# Pages read it here: the cookie itself never enters the Bokeh session (its token is in the
+# page's HTML, where any script could read it).
+page_principal: ContextVar[Principal | None] = ContextVar("page_principal", default=None)
 
 
 def _rate_limit(request: Request, principal: Principal) -> None:

@@ -23,6 +23,8 @@ from psycopg.rows import dict_row
 from sqlalchemy import Engine
 
 from api import metrics
+from api.credentials import CredentialWatch
+from api.security import Principal
 from db.events import CHANNEL, EVENT_COLUMNS, events_since, latest_seq, to_json
 
 log = logging.getLogger("fleet.streams")
@@ -84,6 +86,8 @@ class Subscriber:
     queue_size: int = 1000
     queue: asyncio.Queue[dict[str, Any]] = field(init=False)
     overflowed: bool = False
+    # Why the client's credential ended (revoked, expired, ...); the stream then closes.
+    ended: str | None = None
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size)
@@ -92,6 +96,13 @@ class Subscriber:
         if self.vehicle_id is not None and message["vehicle_id"] != self.vehicle_id:
             return False
         return self.location_id is None or message["location_id"] == self.location_id
+
+    def end(self, reason: str) -> None:
+        """The credential that opened this stream ended: wake the stream so it closes."""
+        self.ended = reason
+        # A wake-up only (seq 0 is never sent); a full queue wakes the stream anyway.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait({"type": "wake", "seq": 0})
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.overflowed or not self.wants(message):
@@ -257,9 +268,18 @@ async def follow(
     vehicle_id: int | None,
     heartbeat: float,
     coalesce: float = 0.0,
+    credentials: CredentialWatch | None = None,
+    principal: Principal | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield the messages of one client: backfill, then live events, heartbeats, batches."""
+    """Yield the messages of one client: backfill, then live events, heartbeats, batches.
+
+    With `credentials`, the stream ends with an `unauthorized` message once the principal's
+    token is revoked, expires or its user is deactivated.
+    """
     sub, cut = broadcaster.subscribe(location_id, vehicle_id)
+    watch = None
+    if credentials is not None and principal is not None:
+        watch = credentials.watch(principal.token_id, principal.expires_at, sub.end)
     try:
         sent = cut if since is None else since
         yield {"type": "hello", "seq": cut if since is None else since}
@@ -272,6 +292,9 @@ async def follow(
             sent = cut
         next_beat = time.monotonic() + heartbeat
         while True:
+            if sub.ended is not None:
+                yield {"type": "unauthorized", "seq": sent, "reason": sub.ended}
+                return
             if sub.overflowed:
                 yield {"type": "reload", "seq": broadcaster.last_seq, "reason": "too far behind"}
                 return
@@ -309,6 +332,8 @@ async def follow(
             next_beat = time.monotonic() + heartbeat
     finally:
         broadcaster.unsubscribe(sub)
+        if watch is not None:
+            credentials.unwatch(watch)
 
 
 def sse_frame(message: dict[str, Any]) -> str:

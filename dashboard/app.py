@@ -6,7 +6,7 @@ import importlib
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
-from panel.io.fastapi import add_application
+from panel.io.fastapi import add_applications
 
 from dashboard.shell import NAV, Shell, View
 
@@ -24,6 +24,11 @@ PAGES: dict[str, str] = {
     "/feeds": "dashboard.feeds:FeedsView",
 }
 TITLES = {path: label for path, label, _ in NAV}
+# Bokeh copies the request's cookies and headers into the session token it writes into the
+# page's HTML, where any script could read them: the session cookie must not travel there.
+# The page learns who is signed in from the server's own check (api.security.page_principal).
+SESSION_TOKEN_COOKIES: list[str] = []
+SESSION_TOKEN_EXCLUDED_HEADERS = ["Cookie", "Authorization", "Proxy-Authorization", "X-Csrf-Token"]
 
 
 def view_class(spec: str) -> type[View]:
@@ -48,6 +53,13 @@ def mount_pages(app: FastAPI) -> None:
 
 
 def _mount(app: FastAPI, path: str, spec: str) -> None:
-    @add_application(path, app=app, title=f"Fleet · {TITLES.get(path, path)}")
     def page():
         return Shell(app.state, view_class(spec), path).layout()
+
+    add_applications(
+        {path: page},
+        app=app,
+        title=f"Fleet · {TITLES.get(path, path)}",
+        include_cookies=SESSION_TOKEN_COOKIES,
+        exclude_headers=SESSION_TOKEN_EXCLUDED_HEADERS,
+    )

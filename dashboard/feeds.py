@@ -156,6 +156,8 @@ class FeedsView(View):
         if len(data) > MAX_UPLOAD_BYTES:
             self.ctx.toast("error", "the file is larger than 50 MB: put it in the inbox instead")
             return
+        if not await asyncio.to_thread(self.ctx.still_signed_in):
+            return
         self._import.disabled = True
         self._progress.value, self._progress.visible = 0, True
         self._stage.object = f"<p>Importing {html.escape(name)}…</p>"

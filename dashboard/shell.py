@@ -22,8 +22,8 @@ import param
 from panel.custom import JSComponent
 from sqlalchemy import Connection
 
-from api.security import SESSION_COOKIE, SUPERVISORS, WRITERS, user_from_cookie
-from db import preferences
+from api.security import SUPERVISORS, WRITERS, Principal, page_principal
+from db import auth, preferences
 from db.errors import FleetError
 from db.fleet import User
 
@@ -58,6 +58,9 @@ class PageContext:
     bar: TopBar | None = None
     # The user's notification preferences; a page that saves new ones sets them here.
     prefs: preferences.NotificationPrefs = field(default_factory=preferences.NotificationPrefs)
+    # The session token the page was opened with, and why it ended once it has.
+    token_id: int | None = None
+    ended: str | None = None
 
     @property
     def can_write(self) -> bool:
@@ -100,6 +103,10 @@ class PageContext:
             return None
         try:
             with self.state.engine.begin() as conn:
+                # In the action's own transaction: a session revoked by another process a
+                # moment ago is refused here, before its watch has noticed.
+                if not self._signed_in(conn):
+                    return None
                 result = fn(conn)
         except FleetError as exc:
             self.toast("error", str(exc))
@@ -107,6 +114,25 @@ class PageContext:
         if done:
             self.toast("success", done)
         return result
+
+    def still_signed_in(self) -> bool:
+        """Whether the page's session still admits its user; if not, send them to sign in."""
+        with self.state.engine.connect() as conn:
+            return self._signed_in(conn)
+
+    def _signed_in(self, conn: Connection) -> bool:
+        if self.ended is None and self.token_id is not None:
+            self.ended = auth.ended_tokens(conn, token_ids=[self.token_id]).get(self.token_id)
+        if self.ended is None:
+            return True
+        self.sign_out(self.ended)
+        return False
+
+    def sign_out(self, reason: str) -> None:
+        """The session ended: refuse what the page would do and send the browser to sign in."""
+        self.ended = reason
+        if self.bar is not None:
+            self.bar.sign_out(f"Your session ended: {reason}. Please sign in again.")
 
     def toast(self, level: str, text: str, *, sound: bool = False) -> None:
         """Show a toast in this session (levels: info, success, warning, error)."""
@@ -148,7 +174,6 @@ class TopBar(JSComponent):
     server_live = param.Boolean(default=True)
     as_of = param.String(default="", doc="ISO time the page's data was first read.")
     nav = param.List(default=[])
-    csrf = param.String(default="", doc="The session's CSRF token, for signing out.")
 
     _esm = ASSETS / "topbar.js"
 
@@ -164,6 +189,10 @@ class TopBar(JSComponent):
     def fresh(self, as_of: str) -> None:
         """Say the page's data is as of this ISO time."""
         self._send_msg({"as_of": as_of})
+
+    def sign_out(self, reason: str) -> None:
+        """Send the browser to the sign-in page, saying why, and back here afterwards."""
+        self._send_msg({"signed_out": reason})
 
     def toast(self, level: str, text: str, *, sound: bool = False, sound_level: int = 3) -> None:
         """Show a toast in the browser; `sound` also plays the alert tone."""
@@ -185,18 +214,21 @@ class Shell:
 
     def __init__(self, state: Any, view_cls: type[View], path: str) -> None:
         self.state = state
-        cookie = pn.state.cookies.get(SESSION_COOKIE, "")
-        user = user_from_cookie(state, cookie)
-        if user is None:  # the sign-in middleware already refused; belt and braces
+        # Set by the sign-in middleware from the real cookie, which Bokeh never sees.
+        principal: Principal | None = page_principal.get()
+        if principal is None:  # the sign-in middleware already refused; belt and braces
             raise PermissionError("sign in first")
+        user = principal.user
         args = pn.state.session_args or {}
         query = {k: (v[0].decode() if v else "") for k, v in args.items()}
-        self.ctx = PageContext(state=state, user=user, doc=pn.state.curdoc, query=query)
+        doc = pn.state.curdoc
+        self.ctx = PageContext(
+            state=state, user=user, doc=doc, query=query, token_id=principal.token_id
+        )
         self.bar = TopBar(
             page=path,
             who=f"{user.full_name} ({user.role})",
             nav=[list(n) for n in NAV],
-            csrf=state.signer.csrf_token(state.signer.session_token(cookie) or ""),
             as_of=datetime.now(UTC).isoformat(),
             sizing_mode="stretch_width",
         )
@@ -210,7 +242,19 @@ class Shell:
         broadcaster = state.broadcaster
         self.bar.server_live = broadcaster.connected
         broadcaster.listeners.add(self._on_events)
-        pn.state.on_session_destroyed(lambda _ctx: broadcaster.listeners.discard(self._on_events))
+        # A revoked, expired or deactivated session ends the page within seconds (the check
+        # runs on the server's loop; Bokeh models change only in the session's own tick).
+        watch = state.credentials.watch(
+            principal.token_id,
+            principal.expires_at,
+            lambda reason: doc.add_next_tick_callback(lambda: self.ctx.sign_out(reason)),
+        )
+
+        def destroyed(_ctx: Any) -> None:
+            broadcaster.listeners.discard(self._on_events)
+            state.credentials.unwatch(watch)
+
+        pn.state.on_session_destroyed(destroyed)
         pn.state.add_periodic_callback(self._heartbeat, period=HEARTBEAT_MS)
 
     def _heartbeat(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -56,8 +58,12 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def set_password(conn: Connection, *, user_id: int, password: str) -> None:
-    """Set a user's password and revoke their sessions (other devices must log in again)."""
+def set_password(conn: Connection, *, user_id: int, password: str) -> int:
+    """Set a user's password and revoke every token they hold; return how many were revoked.
+
+    Sessions and API tokens alike: a token got with the old password (a stolen tablet's, a
+    script's) must not outlive it. Open pages and streams close within seconds (api/credentials).
+    """
     user = get_user(conn, id=user_id)
     if user.role == "system":
         raise InvalidInput(f"user {user.username} cannot sign in", field="user")
@@ -65,13 +71,32 @@ def set_password(conn: Connection, *, user_id: int, password: str) -> None:
         text("UPDATE users SET password_hash = :h, password_changed_at = now() WHERE id = :id"),
         {"h": hash_password(password), "id": user_id},
     )
-    conn.execute(
+    revoked = conn.execute(
         text(
             "UPDATE auth_tokens SET revoked_at = now()"
-            " WHERE user_id = :id AND kind = 'session' AND revoked_at IS NULL"
+            " WHERE user_id = :id AND revoked_at IS NULL AND expires_at > now()"
         ),
         {"id": user_id},
     )
+    return revoked.rowcount
+
+
+def set_active(conn: Connection, *, user_id: int, active: bool) -> int:
+    """Let a user sign in or stop them; deactivating revokes their tokens (returns how many)."""
+    user = get_user(conn, id=user_id)
+    if user.role == "system":
+        raise InvalidInput(f"user {user.username} cannot sign in", field="user")
+    conn.execute(text("UPDATE users SET active = :a WHERE id = :id"), {"a": active, "id": user_id})
+    if active:
+        return 0
+    # Revoked, not only refused: reactivating the account must not revive a stolen token.
+    return conn.execute(
+        text(
+            "UPDATE auth_tokens SET revoked_at = now()"
+            " WHERE user_id = :id AND revoked_at IS NULL AND expires_at > now()"
+        ),
+        {"id": user_id},
+    ).rowcount
 
 
 def authenticate(conn: Connection, *, username: str, password: str) -> User:
@@ -136,12 +161,20 @@ def issue_token(
     return IssuedToken(token=raw, info=TokenInfo.model_validate(dict(row)))
 
 
-def resolve_token(conn: Connection, *, token: str, kind: str | None = None) -> tuple[User, int]:
-    """Return the user a live token belongs to and the token's id, or raise NotAuthenticated."""
+class Credential(NamedTuple):
+    """A live token: whose it is, its id, and when it expires."""
+
+    user: User
+    token_id: int
+    expires_at: datetime
+
+
+def resolve_token(conn: Connection, *, token: str, kind: str | None = None) -> Credential:
+    """Return the user a live token belongs to, its id and expiry, or raise NotAuthenticated."""
     row = (
         conn.execute(
             text(
-                "SELECT t.id, t.user_id, t.last_used_at FROM auth_tokens t"
+                "SELECT t.id, t.user_id, t.expires_at, t.last_used_at FROM auth_tokens t"
                 " JOIN users u ON u.id = t.user_id"
                 " WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now()"
                 " AND u.active AND (CAST(:kind AS text) IS NULL OR t.kind = :kind)"
@@ -162,7 +195,31 @@ def resolve_token(conn: Connection, *, token: str, kind: str | None = None) -> t
         ),
         {"id": row["id"], "every": _TOUCH_EVERY},
     )
-    return get_user(conn, id=row["user_id"]), row["id"]
+    return Credential(get_user(conn, id=row["user_id"]), row["id"], row["expires_at"])
+
+
+def ended_tokens(conn: Connection, *, token_ids: Collection[int]) -> dict[int, str]:
+    """Return, for each of these tokens that no longer admits anyone, why (a sentence)."""
+    if not token_ids:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT i.id, CASE"
+            "   WHEN t.id IS NULL THEN 'the session no longer exists'"
+            "   WHEN NOT u.active THEN 'your account was deactivated'"
+            # set_password revokes in its own transaction: both carry that transaction's now().
+            "   WHEN t.revoked_at = u.password_changed_at THEN 'your password was changed'"
+            "   WHEN t.revoked_at IS NOT NULL THEN 'you were signed out or the token was revoked'"
+            "   ELSE 'the session expired' END AS why"
+            " FROM unnest(CAST(:ids AS bigint[])) AS i(id)"
+            " LEFT JOIN auth_tokens t ON t.id = i.id"
+            " LEFT JOIN users u ON u.id = t.user_id"
+            " WHERE t.id IS NULL OR t.revoked_at IS NOT NULL OR t.expires_at <= now()"
+            " OR NOT u.active"
+        ),
+        {"ids": list(token_ids)},
+    )
+    return {r.id: r.why for r in rows}
 
 
 def revoke_token(conn: Connection, *, token_id: int, user_id: int | None = None) -> None:

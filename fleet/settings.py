@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(
         default=10, description="Sign-in attempts per username per minute before 429."
     )
+    login_attempts_per_address_per_minute: int = Field(
+        default=30,
+        description="Sign-in attempts per client address per minute (any usernames) before 429.",
+    )
+    credential_check_seconds: float = Field(
+        default=2.0,
+        description="How often each server process checks that the sessions and tokens of its"
+        " open pages and streams are still valid (revoked, expired, deactivated).",
+    )
     max_concurrent_requests: int = Field(
         default=64, description="Requests in flight per process before 503 (load shedding)."
     )
@@ -67,6 +76,18 @@ class Settings(BaseSettings):
         default=None,
         description="Where feed files arrive: a folder (default FLEET_DATA_DIR/inbox) or any"
         " URL polars/fsspec can list and read (s3://bucket/feeds, ...).",
+    )
+    feed_days_back: int = Field(
+        default=730,
+        ge=1,
+        description="Feed times more than this many days before now are quarantined as"
+        " implausible (a typo such as 1900-01-01).",
+    )
+    feed_days_ahead: int = Field(
+        default=730,
+        ge=1,
+        description="Feed times more than this many days after now are quarantined as"
+        " implausible (a typo such as 9999-12-31).",
     )
     archive_dir: Path | None = Field(
         default=None,

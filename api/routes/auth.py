@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
 import html
+import math
 import secrets
-import zlib
 from datetime import timedelta
 from typing import Annotated
 
@@ -71,22 +70,31 @@ def _login_page(csrf: str, next_: str, username: str = "", error: str = "") -> s
     )
 
 
+def _login_wait(request: Request, username: str) -> int:
+    """Count a sign-in attempt; return 0, or the whole seconds to wait when throttled."""
+    address = request.client.host if request.client else ""
+    wait = request.app.state.login_throttle.take(username=username, address=address)
+    return max(1, math.ceil(wait)) if wait else 0
+
+
 def _limit_login(request: Request, username: str) -> None:
-    wait = request.app.state.login_limiter.take(zlib.crc32(username.lower().encode()))
+    wait = _login_wait(request, username)
     if wait:
         raise ApiProblem(
             429,
-            "too many sign-in attempts for this user",
+            "too many sign-in attempts",
             code="rate_limited",
-            hint=f"wait {wait:.0f} s before trying again",
-            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+            hint=f"try again in {wait} s",
+            headers={"Retry-After": str(wait)},
         )
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
-def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+def login_page(request: Request, next: str | None = None, ended: str | None = None) -> HTMLResponse:
     csrf = secrets.token_urlsafe(24)
-    response = HTMLResponse(_login_page(csrf, _safe_next(next)))
+    # A page whose session was revoked or ran out sends the user here with ended=1.
+    note = "Your session ended; please sign in again." if ended else ""
+    response = HTMLResponse(_login_page(csrf, _safe_next(next), error=note))
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         csrf,
@@ -108,7 +116,7 @@ def login(
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     target = _safe_next(next)
-    if not expected or not hmac.compare_digest(expected, csrf):
+    if not expected or not security.same_text(csrf, expected):
         return HTMLResponse(
             _login_page(
                 expected or secrets.token_urlsafe(24),
@@ -118,7 +126,14 @@ def login(
             ),
             status_code=403,
         )
-    _limit_login(request, username)
+    wait = _login_wait(request, username)
+    if wait:
+        # A person at the form gets the form back with a sentence, never a JSON document.
+        return HTMLResponse(
+            _login_page(expected, target, username, f"Too many attempts; try again in {wait} s."),
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     cfg = settings(request)
     try:
         with transaction(request) as conn:
@@ -169,11 +184,13 @@ def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") ->
         security.require_csrf(request, request.headers.get(security.CSRF_HEADER) or csrf, raw)
         with transaction(request) as conn:
             try:
-                _, token_id = auth.resolve_token(conn, token=raw, kind="session")
+                token_id = auth.resolve_token(conn, token=raw, kind="session").token_id
             except NotAuthenticated:
                 token_id = None
             if token_id is not None:
                 auth.revoke_token(conn, token_id=token_id)
+        if token_id is not None:
+            request.app.state.credentials.end(token_id, "you signed out")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
@@ -226,5 +243,6 @@ def my_tokens(request: Request, principal: Principal = Depends(current)) -> list
 def revoke(request: Request, token_id: int, principal: Principal = Depends(current)) -> Response:
     with transaction(request) as conn:
         auth.revoke_token(conn, token_id=token_id, user_id=principal.id)
-    request.app.state.token_cache.forget(token_id)
+    # Streams and pages it opened here end at once; other processes end theirs within seconds.
+    request.app.state.credentials.end(token_id, "the token was revoked")
     return Response(status_code=204)

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from api import security
 from api.deps import transaction
+from api.middleware import same_origin
 from api.problems import ApiProblem
 from api.schemas import Snapshot
 from api.security import Principal, reader
@@ -97,11 +98,7 @@ def realtime(
 
 def _check_origin(conn: WebSocket | Request, principal: Principal) -> None:
     # Browsers send cookies on cross-site WebSocket handshakes; only our own pages may use them.
-    if principal.via != "session":
-        return
-    origin = conn.headers.get("origin")
-    host = conn.headers.get("host")
-    if origin and host and origin.split("://", 1)[-1] != host:
+    if principal.via == "session" and not same_origin(conn.scope):
         raise ApiProblem(403, "cross-origin stream request refused", code="forbidden")
 
 
@@ -135,6 +132,8 @@ async def realtime_socket(
         vehicle_id=vehicle_id,
         heartbeat=app.state.settings.heartbeat_seconds,
         coalesce=coalesce,
+        credentials=app.state.credentials,
+        principal=principal,
     )
     # Reading from the socket notices a client that went away even while nothing is sent.
     reader_task = asyncio.create_task(_drain_incoming(websocket))
@@ -145,6 +144,9 @@ async def realtime_socket(
             await websocket.send_text(encode(message))
             if message["type"] == "reload":
                 await websocket.close(code=4409, reason="reload the snapshot")
+                break
+            if message["type"] == "unauthorized":
+                await websocket.close(code=4401, reason=message["reason"][:120])
                 break
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
@@ -196,6 +198,8 @@ async def event_stream(
         vehicle_id=vehicle_id,
         heartbeat=app.state.settings.heartbeat_seconds,
         coalesce=coalesce,
+        credentials=app.state.credentials,
+        principal=principal,
     )
 
     async def body() -> AsyncIterator[bytes]:
@@ -206,7 +210,7 @@ async def event_stream(
             async for message in stream:
                 frame = message.sse() if isinstance(message, Message) else sse_frame(message)
                 yield _pack(packer, frame)
-                if message["type"] == "reload":
+                if message["type"] in ("reload", "unauthorized"):
                     break
             if packer is not None:
                 yield packer.flush(zlib.Z_FINISH)

@@ -18,6 +18,13 @@ function beep(level) {
     osc.start(); osc.stop(ctx.currentTime + 0.35);
   } catch (e) { /* no audio device: the toast still shows */ }
 }
+function cookie(name) {
+  for (const part of document.cookie.split(";")) {
+    const [k, ...v] = part.trim().split("=");
+    if (k === name) return decodeURIComponent(v.join("="));
+  }
+  return "";
+}
 export function render({ model, el: root }) {
   const bar = el("header", {class: "topbar", role: "banner"});
   const nav = el("nav", {"aria-label": "views"});
@@ -37,7 +44,10 @@ export function render({ model, el: root }) {
   conn.append(dot, label, fresh);
   const who = el("span", {class: "who"}, model.who);
   const out = el("form", {class: "out", action: "/logout", method: "post"});
-  out.append(el("input", {type: "hidden", name: "csrf", value: model.csrf}));
+  const csrf = el("input", {type: "hidden", name: "csrf", value: ""});
+  // The page carries no cookie values: the CSRF token is read from its cookie when needed.
+  out.addEventListener("submit", () => { csrf.value = cookie("fleet_csrf"); });
+  out.append(csrf);
   out.append(el("button", {type: "submit"}, "Sign out"));
   bar.append(nav, find, conn, who, out);
   const toasts = el("div", {class: "toasts", "aria-live": "polite"});
@@ -69,6 +79,14 @@ export function render({ model, el: root }) {
     probing = false;
   }
   model.on("msg:custom", (msg) => {
+    if (msg.signed_out) {
+      // The session was revoked, expired or its user deactivated: nothing here may act now.
+      conn.dataset.state = "signed-out";
+      label.textContent = "signed out";
+      const back = location.pathname + location.search;
+      location.assign("/login?ended=1&next=" + encodeURIComponent(back));
+      return;
+    }
     if (msg.beat) { lastBeat = Date.now(); failures = 0; serverLive = msg.server_live; show(); }
     if (msg.as_of) { asOf = msg.as_of; show(); }
   });

@@ -108,17 +108,47 @@ def _require_new(conn: Connection, username: str) -> None:
 def passwd(
     username: Username, password_stdin: PasswordStdin = False, as_json: JsonFlag = False
 ) -> None:
-    """Set a user's password; their browser sessions end, their API tokens keep working."""
+    """Set a user's password; every session and token they hold ends (open pages within 5 s)."""
     with transaction(as_json=as_json) as conn:
         fleet.get_user(conn, username=username)
     password = _read_password(password_stdin)
     with transaction(as_json=as_json) as conn:
         staff = fleet.get_user(conn, username=username)
-        auth.set_password(conn, user_id=staff.id, password=password)
+        revoked = auth.set_password(conn, user_id=staff.id, password=password)
     if as_json:
-        print_json({"user": staff, "password_changed": True})
+        print_json({"user": staff, "password_changed": True, "tokens_revoked": revoked})
         return
-    console().print(f"password of {staff.username} changed; their sessions were signed out")
+    console().print(
+        f"password of {staff.username} changed;"
+        f" signed out everywhere ({common.counted(revoked, 'token')} revoked)"
+    )
+
+
+@app.command()
+def deactivate(username: Username, as_json: JsonFlag = False) -> None:
+    """Stop a user signing in; their open pages, apps and streams end within 5 s."""
+    with transaction(as_json=as_json) as conn:
+        staff = common.user(conn, username)
+        revoked = auth.set_active(conn, user_id=staff.id, active=False)
+    if as_json:
+        print_json({"user": staff.username, "active": False, "tokens_revoked": revoked})
+        return
+    console().print(
+        f"{staff.username} deactivated;"
+        f" signed out everywhere ({common.counted(revoked, 'token')} revoked)"
+    )
+
+
+@app.command()
+def activate(username: Username, as_json: JsonFlag = False) -> None:
+    """Let a deactivated user sign in again (with a new sign-in: old tokens stay revoked)."""
+    with transaction(as_json=as_json) as conn:
+        staff = fleet.get_user(conn, username=username)
+        auth.set_active(conn, user_id=staff.id, active=True)
+    if as_json:
+        print_json({"user": staff.username, "active": True})
+        return
+    console().print(f"{staff.username} can sign in again")
 
 
 @app.command()

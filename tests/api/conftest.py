@@ -75,6 +75,7 @@ def server_settings(database_url: str, data_dir: Path, **overrides) -> Settings:
         heartbeat_seconds=1.0,
         rate_limit_per_minute=100_000,
         login_attempts_per_minute=100_000,
+        login_attempts_per_address_per_minute=100_000,
         log_level="WARNING",
     )
     base.update(overrides)

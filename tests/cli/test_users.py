@@ -141,27 +141,49 @@ def test_unknown_user_is_refused_before_the_password_is_asked(fleet_cli, staff):
     assert "Password:" not in out.output
 
 
-def test_passwd_changes_the_password_and_ends_sessions_not_api_tokens(fleet_cli, staff, committed):
+def test_passwd_changes_the_password_and_ends_every_session_and_token(fleet_cli, staff, committed):
     with committed.begin() as c:
         session = auth.issue_token(c, user_id=staff.id, kind="session", lifetime=timedelta(1))
         api = auth.issue_token(c, user_id=staff.id, kind="api", lifetime=timedelta(1))
     new = "a much better password"
     out = fleet_cli("user", "passwd", "anna", typed=f"{new}\n{new}\n")
     assert out.exit_code == 0, out.output
-    assert "password of anna changed; their sessions were signed out" in out.stdout
+    assert "password of anna changed; signed out everywhere (2 tokens revoked)" in out.stdout
     assert new not in out.output
     with pytest.raises(NotAuthenticated):
         sign_in(committed, "anna", PASSWORD)
     assert sign_in(committed, "anna", new).id == staff.id
     with committed.begin() as c, pytest.raises(NotAuthenticated):
         auth.resolve_token(c, token=session.token)
-    assert resolve(committed, api.token).id == staff.id
+    with committed.begin() as c, pytest.raises(NotAuthenticated):
+        auth.resolve_token(c, token=api.token)
 
     via_stdin = as_json(
         fleet_cli("user", "passwd", "anna", "--password-stdin", "--json", typed=f"{PASSWORD}\n")
     )
     assert via_stdin["password_changed"] is True and via_stdin["user"]["username"] == "anna"
     assert sign_in(committed, "anna", PASSWORD).id == staff.id
+
+
+def test_deactivate_revokes_tokens_and_activate_lets_the_user_sign_in_again(
+    fleet_cli, staff, committed
+):
+    with committed.begin() as c:
+        api = auth.issue_token(c, user_id=staff.id, kind="api", lifetime=timedelta(1))
+    out = fleet_cli("user", "deactivate", "anna")
+    assert out.exit_code == 0, out.output
+    assert "anna deactivated; signed out everywhere (1 token revoked)" in out.stdout
+    with pytest.raises(NotAuthenticated):
+        sign_in(committed, "anna", PASSWORD)
+    assert as_json(fleet_cli("user", "activate", "anna", "--json")) == {
+        "user": "anna",
+        "active": True,
+    }
+    assert sign_in(committed, "anna", PASSWORD).id == staff.id
+    # The token revoked with the deactivation stays revoked.
+    with committed.begin() as c, pytest.raises(NotAuthenticated):
+        auth.resolve_token(c, token=api.token)
+    assert fleet_cli("user", "deactivate", "nobody").exit_code == 2
 
 
 def test_passwd_too_short_keeps_the_old_password(fleet_cli, staff, committed):

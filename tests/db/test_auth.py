@@ -141,7 +141,7 @@ def test_weak_old_hash_is_upgraded_at_the_next_sign_in(conn, world):
     assert auth.authenticate(conn, username="anna", password=PASSWORD) == world.agent
 
 
-def test_new_password_signs_out_sessions_but_keeps_api_tokens(conn, world):
+def test_new_password_revokes_every_token_of_that_user_only(conn, world):
     auth.set_password(conn, user_id=world.agent.id, password=PASSWORD)
     session = auth.issue_token(conn, user_id=world.agent.id, kind="session", lifetime=DAY)
     api = auth.issue_token(conn, user_id=world.agent.id, kind="api", lifetime=DAY)
@@ -150,9 +150,13 @@ def test_new_password_signs_out_sessions_but_keeps_api_tokens(conn, world):
     auth.set_password(conn, user_id=world.agent.id, password="a brand new password")
 
     _refusal(lambda: auth.resolve_token(conn, token=session.token))
+    _refusal(lambda: auth.resolve_token(conn, token=api.token))
     assert _token_row(conn, session.info.id).revoked_at is not None
-    assert auth.resolve_token(conn, token=api.token) == (world.agent, api.info.id)
-    assert auth.resolve_token(conn, token=other.token) == (world.agent2, other.info.id)
+    assert auth.ended_tokens(conn, token_ids=[session.info.id, api.info.id, other.info.id]) == {
+        session.info.id: "your password was changed",
+        api.info.id: "your password was changed",
+    }
+    assert auth.resolve_token(conn, token=other.token)[:2] == (world.agent2, other.info.id)
     _refusal(lambda: auth.authenticate(conn, username="anna", password=PASSWORD))
     assert auth.authenticate(conn, username="anna", password="a brand new password").id == (
         world.agent.id
@@ -189,8 +193,9 @@ def test_resolve_token_returns_its_owner_and_id_and_notes_the_use(conn, world):
     assert auth.resolve_token(conn, token=issued.token, kind="session") == (
         world.manager,
         issued.info.id,
+        issued.info.expires_at,
     )
-    assert auth.resolve_token(conn, token=issued.token) == (world.manager, issued.info.id)
+    assert auth.resolve_token(conn, token=issued.token)[:2] == (world.manager, issued.info.id)
     assert _token_row(conn, issued.info.id).last_used_at is not None
 
 
@@ -216,6 +221,9 @@ def test_token_with_a_short_lifetime_runs_out_by_the_clock(committed):
     time.sleep(0.4)
     with committed.begin() as c:
         _refusal(lambda: auth.resolve_token(c, token=issued.token))
+        assert auth.ended_tokens(c, token_ids=[issued.info.id]) == {
+            issued.info.id: "the session expired"
+        }
 
 
 def test_revoked_unknown_and_wrong_kind_tokens_are_refused(conn, world):
@@ -229,6 +237,10 @@ def test_revoked_unknown_and_wrong_kind_tokens_are_refused(conn, world):
 
     auth.revoke_token(conn, token_id=session.info.id, user_id=world.agent.id)
     _refusal(lambda: auth.resolve_token(conn, token=session.token))
+    assert auth.ended_tokens(conn, token_ids=[session.info.id, api.info.id, 10**9]) == {
+        session.info.id: "you were signed out or the token was revoked",
+        10**9: "the session no longer exists",
+    }
     assert [t.id for t in auth.list_tokens(conn, user_id=world.agent.id)] == [api.info.id]
     # Revoking twice is harmless and keeps the first revocation time.
     first = _token_row(conn, session.info.id).revoked_at
@@ -240,6 +252,9 @@ def test_token_of_a_deactivated_user_stops_working(conn, world):
     issued = auth.issue_token(conn, user_id=world.agent.id, kind="api", lifetime=DAY)
     conn.execute(text("UPDATE users SET active = false WHERE id = :id"), {"id": world.agent.id})
     _refusal(lambda: auth.resolve_token(conn, token=issued.token))
+    assert auth.ended_tokens(conn, token_ids=[issued.info.id]) == {
+        issued.info.id: "your account was deactivated"
+    }
 
 
 def test_system_and_deactivated_users_cannot_get_a_token(conn, world):
@@ -267,7 +282,7 @@ def test_revoking_someone_elses_token_is_not_found_and_leaves_it_working(conn, w
     with pytest.raises(NotFound) as err:
         auth.revoke_token(conn, token_id=theirs.info.id, user_id=world.agent.id)
     assert err.value.message == f"unknown token {theirs.info.id}"
-    assert auth.resolve_token(conn, token=theirs.token) == (world.agent2, theirs.info.id)
+    assert auth.resolve_token(conn, token=theirs.token)[:2] == (world.agent2, theirs.info.id)
     with pytest.raises(NotFound):
         auth.revoke_token(conn, token_id=theirs.info.id + 1000)
 
