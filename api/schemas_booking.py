@@ -52,7 +52,10 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 When = Annotated[
     AwareDatetime,
     AfterValidator(_plausible),
-    Field(description="ISO 8601 with offset, e.g. 2026-11-25T10:00:00+01:00."),
+    Field(
+        description="ISO 8601 with offset, e.g. 2026-11-25T10:00:00+01:00 (years 2000-2099).",
+        json_schema_extra={"pattern": r"^20[0-9]{2}-"},
+    ),
 ]
 Reason = Annotated[str, _words(200), STORABLE]
 Note = Annotated[str, _words(1000), STORABLE]
@@ -99,6 +102,12 @@ class LockIn(Input):
     )
     ttl_seconds: int = Field(
         default=600, ge=10, le=7200, description="How long the hold lasts unless converted."
+    )
+
+
+class LockExtendIn(Input):
+    ttl_seconds: int = Field(
+        default=600, ge=10, le=7200, description="The hold now runs out this long from now."
     )
 
 

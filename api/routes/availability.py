@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from api.checks import fields_as, require_category, require_location
 from api.deps import transaction
 from api.problems import ApiProblem
-from api.schemas_booking import MAX_ID, LockIn, SearchIn, SearchOut
+from api.schemas_booking import MAX_ID, LockExtendIn, LockIn, Reason, SearchIn, SearchOut
 from api.security import Principal, reader, writer
 from db import availability, holds
 from db.blocks import Block
@@ -19,7 +19,18 @@ from db.blocks import Block
 router = APIRouter(prefix="/api/availability", tags=["availability"])
 
 HoldId = Annotated[int, Path(ge=1, le=MAX_ID, description="The hold's id.")]
+ReleaseReason = Annotated[
+    Reason | None,
+    Query(
+        description="Why (needed when a manager or admin releases another user's hold; "
+        "the holder is told)."
+    ),
+]
 FORBIDDEN = {403: {"description": "Your role cannot book (analysts read only)"}}
+TAKEN = (
+    "The hold is another user's (`hold_taken`: `holder` and `expires_at` name them), already "
+    "booked (`hold_converted`: the reservation it became), or ran out (`hold_expired`)"
+)
 
 
 @router.post(
@@ -103,21 +114,55 @@ def lock(request: Request, body: LockIn, principal: Principal = Depends(writer))
         )
 
 
+@router.post(
+    "/lock/{hold_id}/extend",
+    response_model=Block,
+    summary="Give your lock (hold) more time: it runs out `ttl_seconds` from now",
+    description="Only the user who placed the hold extends it; anyone else gets 409 "
+    "`hold_taken` naming the holder and when the hold runs out.",
+    responses={
+        **FORBIDDEN,
+        404: {"description": "Unknown hold"},
+        409: {"description": TAKEN},
+        422: {"description": "That id is not a hold, or an invalid ttl"},
+    },
+)
+def extend(
+    request: Request, hold_id: HoldId, body: LockExtendIn, principal: Principal = Depends(writer)
+) -> Block:
+    with transaction(request) as conn, fields_as(block_id="hold_id", ttl="ttl_seconds"):
+        return holds.extend_hold(
+            conn,
+            hold_id=hold_id,
+            extended_by=principal.id,
+            ttl=timedelta(seconds=body.ttl_seconds),
+        )
+
+
 @router.delete(
     "/lock/{hold_id}",
     status_code=204,
     response_class=Response,
     summary="Release a lock (hold) before it runs out",
+    description="You release your own holds. A manager or admin may release another user's "
+    "hold with a `reason`: the release is in the audit trail as a `hold_released` event naming "
+    "who and why, and the holder's open pages say so. An agent releasing someone else's hold "
+    "gets 409 `hold_taken` naming the holder and when the hold runs out.",
     responses={
         **FORBIDDEN,
         404: {"description": "Unknown hold"},
-        409: {"description": "The hold already ran out, was released or converted"},
-        422: {"description": "That id is not a hold"},
+        409: {"description": TAKEN},
+        422: {"description": "That id is not a hold, or `reason` is missing for another's hold"},
     },
 )
-def release(request: Request, hold_id: HoldId, principal: Principal = Depends(writer)) -> Response:
+def release(
+    request: Request,
+    hold_id: HoldId,
+    reason: ReleaseReason = None,
+    principal: Principal = Depends(writer),
+) -> Response:
     with transaction(request) as conn, fields_as(block_id="hold_id"):
-        holds.release_hold(conn, hold_id=hold_id, released_by=principal.id)
+        holds.release_hold(conn, hold_id=hold_id, released_by=principal.id, reason=reason)
     return Response(status_code=204)
 
 

@@ -55,15 +55,18 @@ def _check_shape(body: ReservationIn) -> None:
     response_model=Block,
     status_code=201,
     summary="Create a reservation from your hold, or directly",
-    description="With `hold_id` the hold becomes the customer's reservation, keeping its "
-    "vehicle and period. Without it, vehicle_id, start, end and location_id book directly; "
-    "the same rules as a hold apply (prep buffer, whereabouts, no overlap).",
+    description="With `hold_id` your hold becomes the customer's reservation, keeping its "
+    "vehicle and period; only the user who placed the hold can book it. Without it, "
+    "vehicle_id, start, end and location_id book directly; the same rules as a hold apply "
+    "(prep buffer, whereabouts, no overlap).",
     responses={
         **FORBIDDEN,
         404: {"description": "Unknown hold, vehicle, location or customer"},
         409: {
-            "description": "The hold ran out, or the period is spoken for (`blocking` names "
-            "the booking), or the vehicle cannot be handed out then or there"
+            "description": "The hold ran out (`hold_expired`), is another user's (`hold_taken`: "
+            "`holder` and `expires_at` name them), was already booked (`hold_converted`: the "
+            "reservation it became), or the period is spoken for (`blocking` names the "
+            "booking), or the vehicle cannot be handed out then or there"
         },
         422: {"description": "Invalid input (the body names the field)"},
     },

@@ -147,6 +147,83 @@ def test_two_agents_locking_the_same_car_at_once_one_wins_the_other_is_told_who(
         c.close()
 
 
+def _lock(c: httpx.Client, api, car, start: float, end: float) -> dict:
+    w = api.world
+    body = {
+        "vehicle_id": car.id,
+        "start": _iso(w.at(start)),
+        "end": _iso(w.at(end)),
+        "location_id": w.ber.id,
+    }
+    r = c.post("/api/availability/lock", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _ben(api, engine) -> httpx.Client:
+    with engine.begin() as c:
+        ben = auth.issue_token(
+            c, user_id=api.world.agent2.id, kind="api", lifetime=timedelta(hours=1)
+        )
+    return api.client(None, headers={"Authorization": f"Bearer {ben.token}"})
+
+
+def test_another_agent_can_neither_extend_nor_release_your_lock_and_is_told_whose(api, engine):
+    w, car = api.world, api.vehicles[2]
+    with api.client("agent") as anna:
+        hold = _lock(anna, api, car, 3, 5)
+    with _ben(api, engine) as ben:
+        extend = ben.post(f"/api/availability/lock/{hold['id']}/extend", json={"ttl_seconds": 900})
+        release = ben.delete(f"/api/availability/lock/{hold['id']}", params={"reason": "I need it"})
+    for r in (extend, release):
+        assert r.status_code == 409, r.text
+        body = r.json()
+        assert (body["code"], body["field"]) == ("hold_taken", "hold_id")
+        assert body["holder"] == {"id": w.agent.id, "username": "anna", "full_name": "Anna Agent"}
+        assert datetime.fromisoformat(body["expires_at"]) == datetime.fromisoformat(
+            hold["expires_at"]
+        )
+        assert "is Anna Agent's until" in body["detail"]
+    assert "ask Anna Agent, or a manager" in release.json()["hint"]
+    with api.client("agent") as anna:
+        mine = anna.get("/api/availability/locks").json()
+        longer = anna.post(f"/api/availability/lock/{hold['id']}/extend", json={"ttl_seconds": 900})
+        too_long = anna.post(
+            f"/api/availability/lock/{hold['id']}/extend", json={"ttl_seconds": 99_999}
+        )
+    assert [(h["id"], h["expires_at"]) for h in mine] == [(hold["id"], hold["expires_at"])]
+    assert longer.status_code == 200, longer.text
+    gained = datetime.fromisoformat(longer.json()["expires_at"]) - datetime.fromisoformat(
+        hold["expires_at"]
+    )
+    assert gained > timedelta(seconds=250)  # 600 s at first, now 900 s from a moment later
+    assert (too_long.status_code, too_long.json()["field"]) == (422, "ttl_seconds")
+
+
+def test_manager_releases_an_agents_lock_with_a_reason_the_audit_trail_keeps(api):
+    w, car = api.world, api.vehicles[3]
+    with api.client("agent") as anna:
+        hold = _lock(anna, api, car, 3, 5)
+    path = f"/api/availability/lock/{hold['id']}"
+    with api.client("manager") as maria:
+        no_reason = maria.delete(path)
+        blank = maria.delete(path, params={"reason": "  "})
+        released = maria.delete(path, params={"reason": "customer walked out"})
+        trail = maria.get("/api/availability/audit", params={"user_id": w.manager.id}).json()
+        shown = _search(maria, w.at(3), w.at(5), w.ber.id).json()["results"]
+    assert (no_reason.status_code, no_reason.json()["field"]) == (422, "reason"), no_reason.text
+    assert "a reason is needed to release Anna Agent's hold" in no_reason.json()["detail"]
+    assert (blank.status_code, blank.json()["field"]) == (422, "reason"), blank.text
+    assert released.status_code == 204, released.text
+    assert car.plate in [h["plate"] for h in shown]
+    [event] = [e for e in trail["availability_changes"] if e["kind"] == "hold_released"]
+    assert (event["vehicle_id"], event["actor_name"]) == (car.id, "Maria Manager")
+    assert event["payload"]["reason"] == "customer walked out"
+    assert event["payload"]["holder"]["username"] == "anna"
+    with api.client("agent") as anna:
+        assert anna.get("/api/availability/locks").json() == []
+
+
 def test_analyst_may_search_but_not_lock(api):
     w, car = api.world, api.vehicles[0]
     with api.client("analyst") as c:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from db import auth
 
 
 def _iso(t: datetime) -> str:
@@ -201,3 +203,52 @@ def test_bad_booking_input_names_the_field_and_never_500s(api):
     for name, (r, status, field) in cases.items():
         assert (r.status_code, r.json().get("field")) == (status, field), (name, r.text)
         assert "Traceback" not in r.text
+
+
+def _ben(api, engine):
+    """A client for Ben, a second agent at the same lot."""
+    with engine.begin() as c:
+        token = auth.issue_token(
+            c, user_id=api.world.agent2.id, kind="api", lifetime=timedelta(hours=1)
+        )
+    return api.client(None, headers={"Authorization": f"Bearer {token.token}"})
+
+
+def test_booking_someone_elses_hold_gets_409_naming_the_holder_and_expiry(api, engine):
+    w, car = api.world, api.vehicles[1]
+    with api.client("agent") as anna:
+        hold = _lock(anna, api, car, 30, 34)
+    book = {"hold_id": hold["id"], "customer_id": w.bob.id}
+    with _ben(api, engine) as ben, api.client("manager") as maria:
+        by_ben = ben.post("/api/reservations", json=book)
+        by_manager = maria.post("/api/reservations", json=book)
+    for r in (by_ben, by_manager):
+        assert r.status_code == 409, r.text
+        body = r.json()
+        assert (body["code"], body["field"]) == ("hold_taken", "hold_id")
+        assert body["holder"] == {"id": w.agent.id, "username": "anna", "full_name": "Anna Agent"}
+        assert datetime.fromisoformat(body["expires_at"]) == datetime.fromisoformat(
+            hold["expires_at"]
+        )
+        assert f"hold #{hold['id']} on {car.plate} is Anna Agent's until" in body["detail"]
+    with api.client("agent") as anna:
+        mine = anna.post("/api/reservations", json=book)
+    assert mine.status_code == 201, mine.text
+    assert (mine.json()["kind"], mine.json()["customer_id"]) == ("reservation", w.bob.id)
+
+
+def test_second_book_of_a_converted_hold_answers_409_with_the_reservation(api):
+    w, car = api.world, api.vehicles[2]
+    with api.client("agent") as c:
+        hold = _lock(c, api, car, 36, 40)
+        book = {"hold_id": hold["id"], "customer_id": w.alice.id, "reference": "R-2"}
+        first = c.post("/api/reservations", json=book)
+        again = c.post("/api/reservations", json=book)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409, again.text
+    body = again.json()
+    assert (body["code"], body["field"]) == ("hold_converted", "hold_id")
+    assert body["reservation"] == first.json()
+    assert body["detail"].startswith(
+        f"hold #{hold['id']} is already booked: reservation #{hold['id']} R-2 for Alice Schmidt"
+    )
