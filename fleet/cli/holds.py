@@ -1,4 +1,4 @@
-"""`fleet hold`: claim a vehicle while a booking is completed, then convert or release it."""
+"""`fleet hold`: claim a vehicle while a booking is completed; convert, extend or release it."""
 
 from __future__ import annotations
 
@@ -79,11 +79,40 @@ def convert(
 
 
 @app.command()
-def release(hold_id: HoldId, username: UserOpt, as_json: JsonFlag = False) -> None:
-    """Give a hold back before it runs out."""
+def extend(
+    hold_id: HoldId,
+    username: UserOpt,
+    minutes: Annotated[float, typer.Option(help="It runs out this long from now.")] = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give your hold more time; only the user who placed it can."""
     with transaction(as_json=as_json) as conn:
         staff = common.user(conn, username)
-        released = holds.release_hold(conn, hold_id=hold_id, released_by=staff.id)
+        hold = holds.extend_hold(
+            conn, hold_id=hold_id, extended_by=staff.id, ttl=timedelta(minutes=minutes)
+        )
+    if as_json:
+        print_json(hold)
+        return
+    console().print(
+        f"hold #{hold.id} on {hold.plate} now runs out {local(hold.expires_at, hold.time_zone)}"
+    )
+
+
+@app.command()
+def release(
+    hold_id: HoldId,
+    username: UserOpt,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why; needed to release someone else's hold (managers and admins)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give a hold back before it runs out: your own, or as a manager anyone's with --reason."""
+    with transaction(as_json=as_json) as conn:
+        staff = common.user(conn, username)
+        released = holds.release_hold(conn, hold_id=hold_id, released_by=staff.id, reason=reason)
     if as_json:
         print_json(released)
         return

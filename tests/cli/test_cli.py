@@ -263,7 +263,7 @@ def test_hold_place_convert_and_release(fleet_cli, lot, committed):
 
     twice = fleet_cli("hold", "release", hold["id"], "--user", "anna")
     assert twice.exit_code == 2
-    assert "is a reservation, not a hold" in twice.stderr
+    assert f"hold #{hold['id']} is already booked: reservation #{hold['id']}" in twice.stderr
 
     other = as_json(
         fleet_cli("hold", "place", "B CD 500", "--from", lot.iso(24), "--to", lot.iso(48),
