@@ -701,28 +701,42 @@ class SearchView(View):
 
     async def on_events(self, messages: list[dict[str, Any]]) -> None:
         crit = self._searched
-        if crit is None:
-            return
         rerun = False
         for m in messages:
             kind = m.get("kind", "")
             if kind in ALERT_KINDS:
                 continue
+            await self._follow_hold(kind, m.get("data") or {})
             vid = m.get("vehicle_id")
             freeing = kind == "status_changed" or kind.endswith(
-                ("_cancelled", "_completed", "_expired", "registered")
+                ("_cancelled", "_completed", "_expired", "_released", "registered")
             )
-            if vid in self._hits or (freeing and m.get("location_id") == crit.location_id):
+            if crit and (
+                vid in self._hits or (freeing and m.get("location_id") == crit.location_id)
+            ):
                 rerun = True
-            hold = self._hold
-            if hold and (m.get("data") or {}).get("id") == hold.id and kind != "hold_created":
-                now = await self.ctx.aread(lambda c, i=hold.id: get_block(c, block_id=i))
-                if now.kind == "reservation":  # booked from another of this clerk's pages
-                    self._end_hold(f"The hold on {now.plate} became reservation #{now.id}.")
-                elif now.state != "active":
-                    self._end_hold(f"The hold on {now.plate} was {now.state}.")
-        if rerun:
+        if rerun and crit is not None:
             await self._run(crit, quiet=True)
+
+    async def _follow_hold(self, kind: str, data: dict[str, Any]) -> None:
+        """Keep the hold bar true to what happened to this clerk's hold elsewhere."""
+        hold = self._hold
+        if hold is None or data.get("id") != hold.id or kind == "hold_created":
+            return
+        now = await self.ctx.aread(lambda c, i=hold.id: get_block(c, block_id=i))
+        if now.kind == "reservation":  # booked from another of this clerk's pages
+            self._end_hold(f"The hold on {now.plate} became reservation #{now.id}.")
+        elif kind == "hold_released" and now.state != "active":
+            # A manager freed it: say who and why, or the clerk is left guessing.
+            by = (data.get("released_by") or {}).get("full_name") or "A manager"
+            why = data.get("reason") or "no reason given"
+            self.ctx.toast("warning", f"{by} released your hold on {now.plate}: {why}")
+            self._end_hold(f"{by} released the hold on {now.plate}: {why}.")
+        elif now.state != "active":
+            self._end_hold(f"The hold on {now.plate} was {now.state}.")
+        elif now.expires_at != hold.expires_at:  # extended from another of this clerk's pages
+            self._hold = now
+            self._count_down()
 
     # Holding and booking
 

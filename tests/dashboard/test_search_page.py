@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from dashboard.search import SearchView, mark, plate_pattern, quick_period, round_up
 from dashboard.shell import PageContext
-from db import availability, blocks, holds, rentals, saved_searches
+from db import availability, blocks, events, holds, rentals, saved_searches
 from db.timeutil import zone
 from tests.conftest import add_vehicle
 from tests.dashboard.conftest import run_async, sign_in
@@ -135,6 +135,56 @@ def test_hold_released_from_another_page_ends_the_countdown(api, engine):
     assert "The hold on B AP 104 was cancelled." in view._hold_state.object
     assert view._release_btn.disabled
     assert "B AP 104" in list(view._table.value["plate"])  # free again, offered again
+
+
+def _last_event(engine, vehicle_id: int) -> dict:
+    """The newest event for a vehicle as the page's stream delivers it."""
+    with engine.connect() as c:
+        row = events.events_since(c, vehicle_id=vehicle_id)[-1]
+    keys = ("seq", "kind", "vehicle_id", "location_id", "actor_id")
+    return {**{k: row[k] for k in keys}, "data": row["payload"]}
+
+
+def test_hold_a_manager_released_tells_the_holder_who_and_why(api, engine):
+    w = api.world
+    view, toasts = _view(api, engine, "agent", _query(w.at(26), w.at(50)))
+    _select(view, "B AP 102")
+    view._on_hold()
+    hold = view._hold
+    assert hold is not None
+    with engine.begin() as c:
+        holds.release_hold(
+            c, hold_id=hold.id, released_by=w.manager.id, reason="customer walked out"
+        )
+
+    run_async(view.on_events([_last_event(engine, hold.vehicle_id)]))
+
+    assert toasts.shown[-1] == (
+        "warning",
+        "Maria Manager released your hold on B AP 102: customer walked out",
+    )
+    assert view._hold is None and view._release_btn.disabled
+    assert "Maria Manager released the hold on B AP 102: customer walked out." in (
+        view._hold_state.object
+    )
+    assert "B AP 102" in list(view._table.value["plate"])  # free again, offered again
+
+
+def test_hold_extended_from_another_page_counts_down_from_the_new_expiry(api, engine):
+    w = api.world
+    view, _ = _view(api, engine, "agent", _query(w.at(26), w.at(50)))
+    _select(view, "B AP 103")
+    view._on_hold()
+    hold = view._hold
+    with engine.begin() as c:
+        longer = holds.extend_hold(
+            c, hold_id=hold.id, extended_by=w.agent.id, ttl=timedelta(minutes=45)
+        )
+
+    run_async(view.on_events([_last_event(engine, hold.vehicle_id)]))
+
+    assert view._hold is not None and view._hold.expires_at == longer.expires_at
+    assert re.search(r"expires in <span class='left'>(44|45):\d\d<", view._hold_state.object)
 
 
 def test_analyst_hold_is_refused_on_the_server_whatever_the_page_offers(api, engine):
@@ -421,5 +471,29 @@ def test_a_car_booked_elsewhere_disappears_from_open_results(browser, api):
         assert r.status_code == 201, r.text
         expect(_row(page, taken.plate)).to_have_count(0, timeout=2_000)
         expect(page.locator(".results .tabulator-row")).to_have_count(3)
+    finally:
+        context.close()
+
+
+def test_holder_sees_a_manager_release_their_hold_and_why(browser, api, engine):
+    w = api.world
+    context, page = sign_in(browser, api, "agent", _search_path(api, w.at(26), w.at(50)))
+    try:
+        expect(page.locator(".results .tabulator-row")).to_have_count(4, timeout=5_000)
+        _row(page, "B AP 104").click()
+        page.locator(".hold button").click()
+        expect(page.locator(".hold-state .left")).to_be_visible(timeout=5_000)
+        with engine.connect() as c:
+            [hold] = holds.list_holds(c, held_by=w.agent.id)
+        with api.client("manager") as c:
+            r = c.delete(
+                f"/api/availability/lock/{hold.id}", params={"reason": "customer walked out"}
+            )
+        assert r.status_code == 204, r.text
+        expect(page.locator(".toast.warning")).to_contain_text(
+            "Maria Manager released your hold on B AP 104: customer walked out", timeout=5_000
+        )
+        expect(page.locator(".hold-state .ended")).to_contain_text("Maria Manager released")
+        expect(_row(page, "B AP 104")).to_have_count(1, timeout=5_000)  # offered again
     finally:
         context.close()
