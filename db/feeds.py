@@ -28,6 +28,8 @@ from db.status import change_status
 
 FEEDS = ("contracts", "maintenance", "returns", "transfers")
 RECORD_FEEDS = ("maintenance", "returns", "transfers")
+NUL_SHOWN = "\u2400"  # ␀, where a quarantined row held a NUL character
+NOTED_STATE = "ingest.noted_files"
 
 Progress = Callable[[int, int], None]
 
@@ -128,16 +130,16 @@ def finish_file(
 def quarantine(
     conn: Connection, *, file_id: int, feed: str, rejects: Iterable[tuple[int, dict, str]]
 ) -> int:
-    """Store bad rows (line, raw values, reason) with COPY; return how many."""
+    """Store bad rows (line, raw values, reason) with COPY; return how many.
+
+    A NUL character, which neither text nor jsonb can hold, is stored as the visible ␀
+    (U+2400): the row is kept as it came, only that character shown instead.
+    """
     buffer = io.StringIO()
     count = 0
     for line, raw, reason in rejects:
-        buffer.write(
-            "\t".join(
-                _copy_text(v)
-                for v in (str(file_id), feed, str(line), json.dumps(raw, default=str), reason)
-            )
-        )
+        values = (str(file_id), feed, str(line), json.dumps(_storable(raw), default=str), reason)
+        buffer.write("\t".join(_copy_text(v.replace("\x00", NUL_SHOWN)) for v in values))
         buffer.write("\n")
         count += 1
     if count:
@@ -145,6 +147,16 @@ def quarantine(
         with cursor.copy("COPY feed_rejects (file_id, feed, line, raw, reason) FROM STDIN") as cp:
             cp.write(buffer.getvalue())
     return count
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_SHOWN)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _copy_text(value: str) -> str:
@@ -188,6 +200,29 @@ def list_rejects(
         {"file_id": file_id, "feed": feed, "since": since, "limit": limit},
     ).mappings()
     return [RejectRow.model_validate(dict(r)) for r in rows]
+
+
+def noted_inbox_files(conn: Connection) -> dict[str, int]:
+    """Return the inbox files already reported as no feed, with their size then.
+
+    Locks the entry, so two runs at once report a file once.
+    """
+    value = conn.execute(
+        text("SELECT value FROM pipeline_state WHERE name = :n FOR UPDATE"), {"n": NOTED_STATE}
+    ).scalar()
+    return dict(value or {})
+
+
+def set_noted_inbox_files(conn: Connection, files: dict[str, int]) -> None:
+    """Remember which inbox files were reported as no feed (path to size)."""
+    conn.execute(
+        text(
+            "INSERT INTO pipeline_state (name, value, updated_at)"
+            " VALUES (:n, CAST(:v AS jsonb), now())"
+            " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+        ),
+        {"n": NOTED_STATE, "v": json.dumps(files)},
+    )
 
 
 def known_references(conn: Connection) -> tuple[set[str], set[str]]:

@@ -106,6 +106,10 @@ def ingest_feeds_flow() -> Any:
     get_run_logger().info("ingest-feeds: reading %s", settings.inbox_location)
     summary = ingest_inbox_task(settings)
     get_run_logger().info("ingest-feeds: %s", _describe(summary))
+    set_aside = summary.describe_set_aside()
+    if set_aside:
+        # The run still completes (the other files loaded); the warning says what to fix.
+        get_run_logger().warning("ingest-feeds: %s", set_aside)
     return summary
 
 

@@ -15,7 +15,7 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -36,8 +36,44 @@ _NAIVE_RE = rf"^{_DATE}[T ][0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}(?:\.[0-9]+)?)?$"
 _UTC = pl.Datetime("us", "UTC")
 
 
+EXPORT_HINT = "export it as CSV (comma-separated, UTF-8) or NDJSON"
+# What a file that is no text at all starts with, and how to say what it is.
+_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one)",
+    b"\xd0\xcf\x11\xe0": "an Excel .xls workbook",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "gzip-compressed",
+}
+# Control bytes no text export holds (tab, line ends and ESC aside).
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13, 27))
+_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
+NUL_REASON = (
+    "{} contains a NUL character (byte 0), which cannot be stored: remove it from the export"
+)
+
+
 class FeedFileError(ValueError):
     """The file as a whole cannot be read (not a row problem): quarantine the file."""
+
+
+class MissingColumns(FeedFileError):
+    """A CSV header lacks columns the feed requires; `columns` is what the header names."""
+
+    def __init__(self, message: str, columns: Sequence[str]) -> None:
+        super().__init__(message)
+        self.columns = tuple(columns)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """How far before and after now a feed time may lie; beyond it the row is implausible.
+
+    Times far off are typos (9999-12-31, 1900-01-01) and some cannot even be read back into
+    Python once stored; the window keeps them out of the engine.
+    """
+
+    back: timedelta = timedelta(days=730)
+    ahead: timedelta = timedelta(days=730)
 
 
 @dataclass
@@ -51,10 +87,14 @@ class Reject:
 
 @dataclass
 class ParsedFeed:
-    """Typed good rows (with their line numbers) and the rejects, from one file."""
+    """Typed good rows (with their line numbers) and the rejects, from one file.
+
+    `note` says why a file gave no rows at all (empty, only a header, lines without values).
+    """
 
     rows: pl.DataFrame
     rejects: list[Reject] = field(default_factory=list)
+    note: str | None = None
 
 
 @dataclass
@@ -68,31 +108,34 @@ class RawFeed:
     frame: pl.DataFrame
     rejects: list[Reject] = field(default_factory=list)
     absent: frozenset[str] = frozenset()
+    note: str | None = None
 
 
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_raw(data: bytes | Path, fmt: str, fields: Sequence[str]) -> RawFeed:
+def read_raw(
+    data: bytes | Path, fmt: str, fields: Sequence[str], required: Sequence[str] = ()
+) -> RawFeed:
     """Read a CSV (with header) or NDJSON file with every value as text and its line number.
 
     `fields` are the feed's column names: each is present in the result (null where the file
-    has no value). Blank lines are skipped but still counted, so line numbers match what an
-    editor shows. Raises `ValueError` for an unknown format and `FeedFileError` when the file
-    cannot be read at all.
+    has no value); a CSV header lacking one of `required` refuses the file. UTF-8 (with or
+    without BOM), UTF-16 with its BOM and CR-only line ends are read alike. Blank lines are
+    skipped but still counted, so line numbers match what an editor shows. A value holding a
+    NUL character rejects its row (PostgreSQL cannot store it). Raises `ValueError` for an
+    unknown format and `FeedFileError` when the file cannot be read at all.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown feed format {fmt!r}: csv or ndjson")
-    blob = data.read_bytes() if isinstance(data, Path) else bytes(data)
-    if blob.startswith(codecs.BOM_UTF8):  # spreadsheet exports often start with one
-        blob = blob[len(codecs.BOM_UTF8) :]
+    blob = decode(data.read_bytes() if isinstance(data, Path) else bytes(data))
     try:
         blob.decode("utf-8")
         lossy = False
     except UnicodeDecodeError:
         lossy = True
     if fmt == "csv":
-        frame, rejects, absent = _read_csv(blob, fields, lossy)
+        frame, rejects, absent = _read_csv(blob, fields, required, lossy)
     else:
         frame, rejects = _read_ndjson(blob, fields)
         absent = frozenset()
@@ -100,16 +143,96 @@ def read_raw(data: bytes | Path, fmt: str, fields: Sequence[str]) -> RawFeed:
     frame = frame.with_columns(
         pl.lit(None, dtype=pl.String).alias(name) for name in fields if name not in frame.columns
     )
+    # Only a file holding a NUL byte (or NDJSON's escape for it) pays for this pass.
+    if b"\x00" in blob or b"\\u0000" in blob:
+        nul = pl.coalesce(
+            pl.when(pl.col(c).str.contains("\x00", literal=True)).then(pl.lit(NUL_REASON.format(c)))
+            for c in fields
+        )
+        frame, found = _set_aside(frame, nul)
+        rejects += found
     if lossy and values:
         broken = pl.any_horizontal(pl.col(c).str.contains("\ufffd", literal=True) for c in values)
-        bad = frame.filter(broken)
-        rejects += [
-            Reject(line=line, raw=raw, reason="the line is not UTF-8 text: save the file as UTF-8")
-            for line, raw in _split_line(bad.iter_rows(named=True))
-        ]
-        frame = frame.filter(~broken.fill_null(False))
+        reason = pl.when(broken).then(pl.lit("the line is not UTF-8 text: save the file as UTF-8"))
+        frame, found = _set_aside(frame, reason)
+        rejects += found
     rejects.sort(key=lambda r: r.line)
-    return RawFeed(frame=frame, rejects=rejects, absent=absent)
+    note = _why_empty(blob, fmt) if frame.height == 0 and not rejects else None
+    return RawFeed(frame=frame, rejects=rejects, absent=absent, note=note)
+
+
+def decode(blob: bytes) -> bytes:
+    """Return a file's bytes as UTF-8 with `\\n` line ends, or say why it is no text file.
+
+    UTF-16 with its byte-order mark is re-encoded; a UTF-8 BOM is dropped; CR-only line
+    ends (Excel for Mac) become newlines. Bytes that are not UTF-8 are left for the lines
+    holding them to be rejected one by one.
+    """
+    if blob.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise FeedFileError("the file is UTF-32 text: save it as UTF-8")
+    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if blob.startswith(bom):
+            try:
+                blob = blob[len(bom) :].decode(codec).encode("utf-8")
+            except UnicodeDecodeError as e:
+                raise FeedFileError(
+                    f"the file starts as UTF-16 text but byte {e.start + len(bom)} is not"
+                    " UTF-16: save it as UTF-8"
+                ) from e
+            break
+    else:
+        if blob.startswith(codecs.BOM_UTF8):  # spreadsheet exports often start with one
+            blob = blob[len(codecs.BOM_UTF8) :]
+        for magic, what in _MAGIC.items():
+            if blob.startswith(magic):
+                raise FeedFileError(f"the file is {what}, not text: {EXPORT_HINT}")
+        head = blob[:4096]
+        if head and head.count(0) * 4 > len(head):
+            # Text with a stray NUL has few; UTF-16 of Latin text has one in every other byte.
+            if max(head[0::2].count(0), head[1::2].count(0)) * 10 > len(head) * 4:
+                raise FeedFileError(
+                    "the file is UTF-16 text without a byte-order mark: save it as UTF-8"
+                    " (or as UTF-16 with its byte-order mark)"
+                )
+            raise FeedFileError(f"the file is binary, not text: {EXPORT_HINT}")
+        if (len(head) - len(head.translate(None, delete=_CONTROL))) * 10 > len(head):
+            raise FeedFileError(f"the file is binary, not text: {EXPORT_HINT}")
+    if b"\r" in blob and b"\n" not in blob:
+        blob = blob.replace(b"\r", b"\n")
+    return blob
+
+
+def _set_aside(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, list[Reject]]:
+    """Split off the rows for which `reason` is not null, as rejects with that reason."""
+    checked = frame.with_columns(reason.alias("__reason"))
+    bad = checked["__reason"].is_not_null()
+    if not bad.any():
+        return frame, []
+    reasons = checked["__reason"].filter(bad)
+    rejects = [
+        Reject(line=line, raw=raw, reason=why)
+        for (line, raw), why in zip(
+            _split_line(frame.filter(bad).iter_rows(named=True)), reasons, strict=True
+        )
+    ]
+    return frame.filter(~bad), rejects
+
+
+def _why_empty(blob: bytes, fmt: str) -> str:
+    """Say why a file gave no row; refuse one whose text did not become a single record."""
+    if not blob.strip():
+        return "the file is empty"
+    if fmt == "ndjson":  # a line that is no JSON object is a reject, so this is not reached
+        raise FeedFileError("no record could be read from the file: each line must be one {...}")
+    rest = blob.split(b"\n", 1)[1] if b"\n" in blob else b""
+    if not rest.strip():
+        return "the file has a header but no rows"
+    if not rest.translate(None, delete=b' \t\r\n,"').strip():
+        return "the lines after the header hold no values: there is nothing to load"
+    raise FeedFileError(
+        "the file has text after its header but no record could be read from it:"
+        " check that it is comma-separated with one record per line"
+    )
 
 
 def _split_line(rows: Iterable[dict]) -> Iterable[tuple[int, dict[str, str | None]]]:
@@ -119,10 +242,11 @@ def _split_line(rows: Iterable[dict]) -> Iterable[tuple[int, dict[str, str | Non
 
 
 def _read_csv(
-    blob: bytes, fields: Sequence[str], lossy: bool
+    blob: bytes, fields: Sequence[str], required: Sequence[str], lossy: bool
 ) -> tuple[pl.DataFrame, list[Reject], frozenset[str]]:
     if not blob.strip():
         return _empty(fields), [], frozenset()
+    _check_header(blob.lstrip(b"\n").split(b"\n", 1)[0])
     try:
         frame = pl.read_csv(
             io.BytesIO(blob),
@@ -151,7 +275,31 @@ def _read_csv(
         # Rows with more values than the header: the careful reader finds and rejects them.
         frame, rejects = _read_csv_slowly(blob.decode("utf-8", errors="replace"))
     absent = frozenset(name for name in fields if name not in frame.columns)
+    lacking = [name for name in required if name in absent]
+    if lacking:
+        raise MissingColumns(
+            f"the header has no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}"
+            f" (it names {', '.join(c for c in frame.columns if c != 'line')})",
+            [c for c in frame.columns if c != "line"],
+        )
     return frame, rejects, absent
+
+
+def _check_header(first: bytes) -> None:
+    """Refuse a file whose header shows it is not comma-separated UTF-8 text."""
+    try:
+        header = first.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FeedFileError(
+            f"the header line is not UTF-8 text (byte {e.start + 1} is not): save the file as UTF-8"
+        ) from e
+    if "," not in header:
+        for separator, name in _SEPARATORS.items():
+            if separator in header:
+                raise FeedFileError(
+                    f"the file is separated by {name}, not by commas: export it"
+                    " comma-separated (CSV)"
+                )
 
 
 def _normalise_header(frame: pl.DataFrame) -> pl.DataFrame:
@@ -383,6 +531,28 @@ def valid_time(name: str) -> pl.Expr:
     )
 
 
+def plausible(
+    names: Iterable[str], now: datetime | None, window: TimeWindow | None
+) -> list[pl.Expr]:
+    """One check per time: a given time must lie within `window` around `now` (default: now)."""
+    window = window or TimeWindow()
+    # In UTC like the parsed times: polars compares only times of the same zone.
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    low, high = at - window.back, at + window.ahead
+    checks = []
+    for name in names:
+        typed = pl.col(typed_name(name))
+        checks.append(
+            pl.when(typed < low)
+            .then(pl.format(f"{name} {{}} is more than {window.back.days} days before now: check"
+                            " the year", pl.col(name)))
+            .when(typed > high)
+            .then(pl.format(f"{name} {{}} is more than {window.ahead.days} days after now: check"
+                            " the year", pl.col(name)))
+        )  # fmt: skip
+    return checks
+
+
 def known(name: str, values: set[str], what: str | None = None) -> pl.Expr:
     """A given value must be one of the fleet's (plates, location codes)."""
     return pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(sorted(values))).then(
@@ -438,4 +608,4 @@ def finish(
         ]
         rejects.sort(key=lambda r: r.line)
     rows = checked.filter(~bad).select(output)
-    return ParsedFeed(rows=rows, rejects=rejects)
+    return ParsedFeed(rows=rows, rejects=rejects, note=raw.note)

@@ -38,15 +38,16 @@ def parse(
     known_plates: set[str],
     known_locations: set[str],
     now: datetime | None = None,
+    window: base.TimeWindow | None = None,
 ) -> ParsedFeed:
     """Type and check a contract feed; every row is either a typed row or a reject with a reason.
 
-    `now` is accepted for symmetry with the other feeds and not used: a contract may lie in
-    the past or the future. Raises `ValueError` for an unknown `fmt` (and its subclass
-    `FeedFileError` for a file that cannot be read at all).
+    Times must lie within `window` around `now` (default: the current time): a contract
+    may lie in the past or the future, but not in the year 9999. Raises `ValueError` for an
+    unknown `fmt` (and its subclass `FeedFileError` for a file that cannot be read at all).
     """
     base.require_aware(now)
-    raw = base.read_raw(data, fmt, FIELDS)
+    raw = base.read_raw(data, fmt, FIELDS, REQUIRED)
     typed = raw.frame.with_columns(
         *(base.text(c) for c in TEXT),
         base.lowered("event"),
@@ -65,6 +66,7 @@ def parse(
         base.whole_number("version", 1),
         base.one_of("event", EVENTS),
         *(base.valid_time(c) for c in TIMES),
+        *base.plausible(TIMES, now, window),
         base.known("plate", known_plates, "unknown plate"),
         base.known("pickup_location", known_locations),
         base.known("return_location", known_locations),

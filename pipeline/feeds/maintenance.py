@@ -33,15 +33,16 @@ def parse(
     known_plates: set[str],
     known_locations: set[str],
     now: datetime | None = None,
+    window: base.TimeWindow | None = None,
 ) -> ParsedFeed:
     """Type and check a maintenance feed: typed rows, and a reject with a reason per bad row.
 
     Every event carries the job's planned window (`starts_at` before `ends_at`), so a job
-    reported as started or completed still says how long the car is out. `now` is accepted
-    for symmetry with the other feeds and not used.
+    reported as started or completed still says how long the car is out. Times must lie
+    within `window` around `now` (default: the current time).
     """
     base.require_aware(now)
-    raw = base.read_raw(data, fmt, FIELDS)
+    raw = base.read_raw(data, fmt, FIELDS, REQUIRED)
     typed = raw.frame.with_columns(
         base.text("external_id"),
         base.text("version"),
@@ -60,6 +61,7 @@ def parse(
         base.whole_number("version", 1),
         base.one_of("event", EVENTS),
         *(base.valid_time(c) for c in TIMES),
+        *base.plausible(TIMES, now, window),
         base.known("plate", known_plates, "unknown plate"),
         base.known("location", known_locations),
         base.later("ends_at", "starts_at", "ends_at is not after starts_at"),

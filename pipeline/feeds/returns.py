@@ -24,6 +24,7 @@ def parse(
     known_plates: set[str],
     known_locations: set[str],
     now: datetime | None = None,
+    window: base.TimeWindow | None = None,
 ) -> ParsedFeed:
     """Type and check a returns feed: typed rows, and a reject with a reason per bad row.
 
@@ -33,7 +34,7 @@ def parse(
     """
     # In UTC like the parsed times: polars compares only times of the same zone.
     latest = (base.require_aware(now) or datetime.now(UTC)).astimezone(UTC) + FUTURE_SLACK
-    raw = base.read_raw(data, fmt, FIELDS)
+    raw = base.read_raw(data, fmt, FIELDS, REQUIRED)
     typed = raw.frame.with_columns(
         base.text("external_id"),
         base.text("version"),
@@ -64,6 +65,7 @@ def parse(
         pl.when(returned > latest).then(
             pl.lit("returned_at is in the future: a return is sent after the car is back")
         ),
+        *base.plausible(["returned_at"], now, window),
     ]
     return base.finish(
         raw,

@@ -32,15 +32,16 @@ def parse(
     known_plates: set[str],
     known_locations: set[str],
     now: datetime | None = None,
+    window: base.TimeWindow | None = None,
 ) -> ParsedFeed:
     """Type and check a transfer feed: typed rows, and a reject with a reason per bad row.
 
     A dispatched transfer needs `departed_at` and an `eta` after it; an arrived one needs
-    `arrived_at` (not before `departed_at` when that is given too). `now` is accepted for
-    symmetry with the other feeds and not used.
+    `arrived_at` (not before `departed_at` when that is given too). Times must lie
+    within `window` around `now` (default: the current time).
     """
     base.require_aware(now)
-    raw = base.read_raw(data, fmt, FIELDS)
+    raw = base.read_raw(data, fmt, FIELDS, REQUIRED)
     typed = raw.frame.with_columns(
         base.text("external_id"),
         base.text("version"),
@@ -62,6 +63,7 @@ def parse(
         base.required_for("eta", "dispatched"),
         base.required_for("arrived_at", "arrived"),
         *(base.valid_time(c) for c in TIMES),
+        *base.plausible(TIMES, now, window),
         base.known("plate", known_plates, "unknown plate"),
         base.known("from_location", known_locations),
         base.known("to_location", known_locations),

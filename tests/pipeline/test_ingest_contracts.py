@@ -282,12 +282,13 @@ def test_the_same_customer_is_recognised_across_contracts(fleet_world):
     assert len(ids) == 1 and names == 1
 
 
-def test_a_file_that_is_not_csv_is_recorded_as_unreadable(fleet_world):
+def test_a_file_that_is_not_ndjson_is_recorded_as_rejected(fleet_world):
     engine, *_ = fleet_world
     result = ingest_file(engine, name="contracts-bad.ndjson", data=b"{not json\n")
-    assert result.status == "unreadable"
+    assert result.status == "rejected"
     with engine.connect() as c:
         [reject] = feeds.list_rejects(c, file_id=result.file_id)
-    assert reject.reason.startswith("the file could not be read as ndjson")
+    assert reject.reason.startswith("not an NDJSON file: no line is a JSON object")
+    assert result.note == reject.reason
     again = ingest_file(engine, name="contracts-bad.ndjson", data=b"{not json\n")
     assert again.status == "duplicate"
