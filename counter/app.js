@@ -492,7 +492,17 @@ fleet.addEventListener("change", () => {
 });
 fleet.addEventListener("connection", showConnection);
 fleet.addEventListener("fresh", showConnection);
-fleet.addEventListener("signed-out", () => { api.forget(); sessionStorage.removeItem(USER); fleet.user = null; loginScreen("Your session ended: sign in again. Queued changes are kept."); });
+// The token was revoked or ran out (a 401, or the stream's "unauthorized"): back to sign-in.
+// The queue stays in IndexedDB and goes out after the next sign-in on this device.
+fleet.addEventListener("signed-out", () => {
+  if (!fleet.user) return;  // the stream and a request may both say so
+  const waiting = fleet.queue.filter((q) => q.state === "pending" && q.user_id === fleet.user.id).length;
+  fleet.closeStream();
+  api.forget();
+  sessionStorage.removeItem(USER);
+  fleet.user = null;
+  loginScreen("Your session ended: sign in again." + (waiting ? ` ${waiting} queued change${waiting > 1 ? "s are" : " is"} kept and sent after you sign in.` : ""));
+});
 window.addEventListener("hashchange", route);
 window.addEventListener("online", () => fleet.setOnline(true));
 window.addEventListener("offline", () => fleet.setOnline(false));

@@ -106,10 +106,24 @@ export class Fleet extends EventTarget {
       this.emit("fresh");
     });
     source.addEventListener("reload", () => { this.seq = null; later(); });
+    // The token was revoked, ran out, or its user was deactivated: the server says so and
+    // ends the stream. Back to sign-in (the queue stays on the device for the next one).
+    source.addEventListener("unauthorized", () => {
+      this.closeStream();
+      this.emit("signed-out");
+    });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
+        // EventSource hides the status that closed it: a refused token and a dead server
+        // look alike. Ask once which it was.
         this.source = null;
-        this.setOnline(false);
+        api.call("GET", "/api/auth/me").then(
+          () => this.setOnline(false),
+          (e) => {
+            if (e instanceof api.ApiError && e.status === 401) this.emit("signed-out");
+            else this.setOnline(false);
+          },
+        );
       }
     };
     this.source = source;
