@@ -13,16 +13,30 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
+from db.lookup import plate_key
+
 FORMATS = ("csv", "ndjson")
 TIME_EXAMPLE = "2026-12-01T10:00+01:00"
 MAX_EXTERNAL_ID = 100  # the width the contracts and feed_records tables accept
+# Text fields' longest accepted values (docs/feeds.md): longer ones are pasted by mistake
+# (a whole e-mail in a name field) and would be stored and shown everywhere.
+MAX_LENGTHS = {
+    "external_id": MAX_EXTERNAL_ID,
+    "contract_id": MAX_EXTERNAL_ID,
+    "plate": 16,
+    "customer_name": 200,
+    "customer_phone": 50,
+    "customer_email": 254,
+    "description": 1_000,
+    "damage_notes": 4_000,
+}
 MAX_RAW_TEXT = 2_000  # an unreadable line is kept this long in its reject
 
 # ISO 8601 / RFC 3339 with a mandatory offset; minutes-only and a space separator are common
@@ -432,9 +446,22 @@ def code(name: str) -> pl.Expr:
     return text(name).str.to_uppercase().alias(name)
 
 
-def plate(name: str) -> pl.Expr:
-    """A plate as the fleet stores it: upper case, inner spaces collapsed to one."""
-    return text(name).str.replace_all(r"\s+", " ").str.to_uppercase().alias(name)
+def plate(name: str, known: Iterable[str] = ()) -> pl.Expr:
+    """A plate as the fleet stores it: upper case, inner spaces collapsed to one.
+
+    A plate written without its spaces or with hyphens (`BAB1234`, `B-AB-1234`) becomes the
+    fleet's plate when, letters and digits alone, it is exactly one of the `known` plates.
+    """
+    spaced = text(name).str.replace_all(r"\s+", " ").str.to_uppercase()
+    unique = {key: found[0] for key, found in _by_key(known, _compact).items() if len(found) == 1}
+    if not unique:
+        return spaced.alias(name)
+    return (
+        pl.when(spaced.is_in(sorted(known)))
+        .then(spaced)
+        .otherwise(_compact_expr(spaced).replace_strict(unique, default=spaced))
+        .alias(name)
+    )
 
 
 def integer(name: str) -> pl.Expr:
@@ -489,11 +516,17 @@ def missing(names: Iterable[str], absent: frozenset[str] = frozenset()) -> list[
     ]
 
 
-def external_id_length(name: str = "external_id") -> pl.Expr:
-    """Ids longer than the tables accept are refused here rather than by the database."""
-    return pl.when(pl.col(name).str.len_chars() > MAX_EXTERNAL_ID).then(
-        pl.lit(f"{name} is longer than {MAX_EXTERNAL_ID} characters")
-    )
+def too_long(names: Iterable[str]) -> list[pl.Expr]:
+    """One check per text field: a value longer than its `MAX_LENGTHS` limit is refused."""
+    return [
+        pl.when(pl.col(name).str.len_chars() > MAX_LENGTHS[name]).then(
+            pl.format(
+                f"{name} is longer than {MAX_LENGTHS[name]:,} characters (it has {{}}): shorten it",
+                pl.col(name).str.len_chars(),
+            )
+        )
+        for name in names
+    ]
 
 
 def whole_number(name: str, minimum: int, what: str | None = None) -> pl.Expr:
@@ -558,6 +591,58 @@ def known(name: str, values: set[str], what: str | None = None) -> pl.Expr:
     return pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(sorted(values))).then(
         pl.lit(what or f"unknown {name}")
     )
+
+
+def known_plate(name: str, known: set[str]) -> pl.Expr:
+    """A given plate must be the fleet's; the reason names it and any look-alike vehicle.
+
+    Apply to the output of `plate(name, known)`: what is still unknown then is either a
+    plate several vehicles fold to, or a misread one (0/O, 1/I, 8/B, ...) for which the
+    engine's look-alike folding (`db.lookup.plate_key`) may name the car meant.
+    """
+    value = pl.col(name)
+    compact = _compact_expr(value)
+    shown = pl.format("'{}'", value)
+    reason = pl.format("unknown plate {}", shown)
+    several = {k: " or ".join(f"'{p}'" for p in v) for k, v in _by_key(known, _compact).items()}
+    several = {k: v for k, v in several.items() if " or " in v}
+    like = {k: " or ".join(f"'{p}'" for p in v[:3]) for k, v in _by_key(known, plate_key).items()}
+    if like:
+        folded = compact.str.replace_many(list(_LOOKALIKE), list(_LOOKALIKE.values()))
+        meant = folded.replace_strict(like, default=None)
+        reason = (
+            pl.when(meant.is_not_null())
+            .then(pl.format("unknown plate {}; did you mean {}?", shown, meant))
+            .otherwise(reason)
+        )
+    if several:
+        could = compact.replace_strict(several, default=None)
+        reason = (
+            pl.when(could.is_not_null())
+            .then(pl.format("plate {} could be {}: write it with the fleet's spaces", shown, could))
+            .otherwise(reason)
+        )
+    return pl.when(value.is_not_null() & ~value.is_in(sorted(known))).then(reason)
+
+
+def _compact(plate_: str) -> str:
+    """A plate's letters and digits alone, upper case: how spacing and hyphens are ignored."""
+    return "".join(c for c in plate_.upper() if c.isascii() and c.isalnum())
+
+
+def _compact_expr(value: pl.Expr) -> pl.Expr:
+    return value.str.to_uppercase().str.replace_all(r"[^A-Z0-9]", "")
+
+
+def _by_key(plates: Iterable[str], key: Callable[[str], str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for p in sorted(plates):
+        found.setdefault(key(p), []).append(p)
+    return found
+
+
+# The characters the engine's plate folding replaces, derived from it so the two agree.
+_LOOKALIKE = {c: plate_key(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if plate_key(c) != c}
 
 
 def required_for(name: str, event: str) -> pl.Expr:

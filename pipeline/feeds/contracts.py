@@ -51,7 +51,7 @@ def parse(
     typed = raw.frame.with_columns(
         *(base.text(c) for c in TEXT),
         base.lowered("event"),
-        base.plate("plate"),
+        base.plate("plate", known_plates),
         base.code("pickup_location"),
         base.code("return_location"),
         base.text("version"),
@@ -62,12 +62,14 @@ def parse(
     )
     checks = [
         *base.missing(REQUIRED, raw.absent),
-        base.external_id_length(),
+        *base.too_long(
+            ("external_id", "plate", "customer_name", "customer_phone", "customer_email")
+        ),
         base.whole_number("version", 1),
         base.one_of("event", EVENTS),
         *(base.valid_time(c) for c in TIMES),
         *base.plausible(TIMES, now, window),
-        base.known("plate", known_plates, "unknown plate"),
+        base.known_plate("plate", known_plates),
         base.known("pickup_location", known_locations),
         base.known("return_location", known_locations),
         base.later("return_at", "pickup_at", "return_at is not after pickup_at"),

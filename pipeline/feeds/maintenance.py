@@ -47,7 +47,7 @@ def parse(
         base.text("external_id"),
         base.text("version"),
         base.lowered("event"),
-        base.plate("plate"),
+        base.plate("plate", known_plates),
         base.code("location"),
         base.text("description"),
         *(base.text(c) for c in TIMES),
@@ -57,12 +57,12 @@ def parse(
     )
     checks = [
         *base.missing(REQUIRED, raw.absent),
-        base.external_id_length(),
+        *base.too_long(("external_id", "plate", "description")),
         base.whole_number("version", 1),
         base.one_of("event", EVENTS),
         *(base.valid_time(c) for c in TIMES),
         *base.plausible(TIMES, now, window),
-        base.known("plate", known_plates, "unknown plate"),
+        base.known_plate("plate", known_plates),
         base.known("location", known_locations),
         base.later("ends_at", "starts_at", "ends_at is not after starts_at"),
     ]

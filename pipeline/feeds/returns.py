@@ -39,7 +39,7 @@ def parse(
         base.text("external_id"),
         base.text("version"),
         base.text("returned_at"),
-        base.plate("plate"),
+        base.plate("plate", known_plates),
         base.code("location"),
         base.text("contract_id"),
         base.text("odometer_km"),
@@ -54,11 +54,10 @@ def parse(
     returned = pl.col(typed_name("returned_at"))
     checks = [
         *base.missing(REQUIRED, raw.absent),
-        base.external_id_length(),
-        base.external_id_length("contract_id"),
+        *base.too_long(("external_id", "contract_id", "plate", "damage_notes")),
         base.whole_number("version", 1),
         base.valid_time("returned_at"),
-        base.known("plate", known_plates, "unknown plate"),
+        base.known_plate("plate", known_plates),
         base.known("location", known_locations),
         base.whole_number("odometer_km", 0, "odometer_km must be a whole number, 0 or more"),
         base.number_between("fuel_percent", 0, 100),

@@ -46,7 +46,7 @@ def parse(
         base.text("external_id"),
         base.text("version"),
         base.lowered("event"),
-        base.plate("plate"),
+        base.plate("plate", known_plates),
         base.code("from_location"),
         base.code("to_location"),
         *(base.text(c) for c in TIMES),
@@ -56,7 +56,7 @@ def parse(
     )
     checks = [
         *base.missing(REQUIRED, raw.absent),
-        base.external_id_length(),
+        *base.too_long(("external_id", "plate")),
         base.whole_number("version", 1),
         base.one_of("event", EVENTS),
         base.required_for("departed_at", "dispatched"),
@@ -64,7 +64,7 @@ def parse(
         base.required_for("arrived_at", "arrived"),
         *(base.valid_time(c) for c in TIMES),
         *base.plausible(TIMES, now, window),
-        base.known("plate", known_plates, "unknown plate"),
+        base.known_plate("plate", known_plates),
         base.known("from_location", known_locations),
         base.known("to_location", known_locations),
         pl.when(pl.col("from_location") == pl.col("to_location")).then(

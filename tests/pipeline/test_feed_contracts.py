@@ -83,7 +83,7 @@ def test_ndjson_is_read_the_same_way_with_line_numbers():
     data = "\n".join(json.dumps(r) for r in (record, bad)).encode()
     parsed = contracts.parse(data, fmt="ndjson", known_plates=PLATES, known_locations=LOCATIONS)
     assert parsed.rows["version"].to_list() == [2]
-    assert [(r.line, r.reason) for r in parsed.rejects] == [(2, "unknown plate")]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(2, "unknown plate 'NOPE'")]
 
 
 def test_unknown_format_is_refused():
@@ -147,7 +147,7 @@ def test_csv_line_numbers_count_blank_lines_and_values_spanning_lines():
     parsed = _parse(data + b"\n\n")
     assert parsed.rows.select("line", "external_id").rows() == [(3, "C-1"), (5, "C-2")]
     assert parsed.rows["customer_name"].to_list() == ["Alice Schmidt", "Alice\nSchmidt"]
-    assert [(r.line, r.reason) for r in parsed.rejects] == [(7, "unknown plate")]
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(7, "unknown plate 'X'")]
 
 
 def test_csv_header_may_differ_in_case_spacing_bom_and_line_endings():
@@ -252,7 +252,7 @@ def test_optional_text_left_empty_is_null_and_plates_are_written_as_the_fleet_do
 def test_an_external_id_longer_than_the_tables_take_is_rejected():
     row = GOOD.replace("C-1,", "C" * 101 + ",")
     [reject] = _parse(_csv(row)).rejects
-    assert reject.reason == "external_id is longer than 100 characters"
+    assert reject.reason == "external_id is longer than 100 characters (it has 101): shorten it"
 
 
 def test_now_is_accepted_but_must_carry_its_zone():

@@ -209,3 +209,73 @@ def test_the_window_is_configurable_and_applies_to_every_feed():
         back.encode(), fmt="csv", known_plates=PLATES, known_locations=LOCATIONS, now=NOW
     ).rejects
     assert reject.reason.startswith("returned_at 2020-01-01T10:00Z is more than 730 days before")
+
+
+# --- reasons a clerk can act on ----------------------------------------------------------------
+
+
+def _plates(*plates: str, rows: list[str]) -> contracts.ParsedFeed:
+    data = _text(*(GOOD.replace("C-1", f"C-{i}").replace("b ab 1", p) for i, p in enumerate(rows)))
+    return contracts.parse(
+        data.encode(), fmt="csv", known_plates=set(plates), known_locations=LOCATIONS, now=NOW
+    )
+
+
+def test_an_unknown_plate_is_named_with_the_look_alike_vehicle_meant():
+    parsed = _plates("B HL 6904", "B AB 1", rows=["B HL 69O4", "b hl 69o4", "HH ZZ 9"])
+    assert [r.reason for r in parsed.rejects] == [
+        "unknown plate 'B HL 69O4'; did you mean 'B HL 6904'?",
+        "unknown plate 'B HL 69O4'; did you mean 'B HL 6904'?",
+        "unknown plate 'HH ZZ 9'",
+    ]
+
+
+def test_a_plate_without_spaces_or_with_hyphens_is_the_one_vehicle_it_folds_to():
+    parsed = _plates("B AB 1", "M XY 23", rows=["BAB1", "b-ab-1", " b  ab 1 ", "MXY-23"])
+    assert parsed.rejects == []
+    assert parsed.rows["plate"].to_list() == ["B AB 1", "B AB 1", "B AB 1", "M XY 23"]
+
+
+def test_a_plate_that_folds_to_two_vehicles_is_rejected_naming_both():
+    parsed = _plates("B AB 12", "BA B12", rows=["BAB12", "BA B12"])
+    assert parsed.rows["plate"].to_list() == ["BA B12"]
+    [reject] = parsed.rejects
+    assert reject.reason == (
+        "plate 'BAB12' could be 'B AB 12' or 'BA B12': write it with the fleet's spaces"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("customer_name", 200), ("customer_phone", 50), ("customer_email", 254)],
+)
+def test_a_value_past_its_documented_length_is_rejected_and_one_at_it_loads(field, limit):
+    at = dict(RECORD, external_id="C-1", **{field: "x" * limit})
+    past = dict(RECORD, external_id="C-2", **{field: "x" * (limit + 1)})
+    huge = dict(RECORD, external_id="C-3", **{field: "x" * 1_000_000})
+    data = "\n".join(json.dumps(r) for r in (at, past, huge)).encode()
+    parsed = _parse(data, fmt="ndjson")
+    assert parsed.rows["external_id"].to_list() == ["C-1"]
+    assert [r.reason for r in parsed.rejects] == [
+        f"{field} is longer than {limit} characters (it has {limit + 1}): shorten it",
+        f"{field} is longer than {limit} characters (it has 1000000): shorten it",
+    ]
+
+
+def test_damage_notes_are_kept_whole_up_to_their_longer_limit():
+    back = "external_id,returned_at,plate,location,damage_notes\n"
+    whole = "-".join(["scratch on the rear bumper"] * 148)  # 3,995 characters: a thorough check
+    rows = [f"R-{i},2026-11-25T10:00Z,B AB 1,BER1,{notes}\n" for i, notes in enumerate(
+        [whole, whole + "-dents"]
+    )]  # fmt: skip
+    parsed = returns.parse(
+        (back + "".join(rows)).encode(),
+        fmt="csv",
+        known_plates=PLATES,
+        known_locations=LOCATIONS,
+        now=NOW,
+    )
+    assert parsed.rows["damage_notes"].to_list() == [whole]
+    assert [r.reason for r in parsed.rejects] == [
+        "damage_notes is longer than 4,000 characters (it has 4001): shorten it"
+    ]

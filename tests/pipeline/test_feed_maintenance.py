@@ -117,7 +117,7 @@ def test_the_first_failing_check_is_the_reason():
     # Unknown plate and an impossible window: the plate comes first in the documented order.
     row = GOOD.replace("b ab 1", "XX 1").replace("12:00+01:00", "06:00+01:00")
     [reject] = _parse(_csv(row)).rejects
-    assert reject.reason == "unknown plate"
+    assert reject.reason == "unknown plate 'XX 1'"
 
 
 def test_mixed_ndjson_file_keeps_good_rows_with_their_line_numbers():

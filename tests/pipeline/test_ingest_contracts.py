@@ -89,7 +89,7 @@ def test_bad_rows_are_quarantined_and_good_rows_of_the_file_still_load(fleet_wor
         loaded = c.execute(text("SELECT count(*) FROM contracts")).scalar_one()
         files = feeds.list_files(c)
     assert [(r.line, r.reason) for r in rejects] == [
-        (5, "unknown plate"),
+        (5, "unknown plate 'XX 999'"),
         (13, "event must be one of created, modified, extended, closed, cancelled"),
     ]
     assert rejects[0].raw["plate"] == "XX 999"
