@@ -116,6 +116,23 @@ def _route_template(scope: Scope) -> str:
     return "panel" if not scope["path"].startswith("/api") else "unmatched"
 
 
+async def _refuse_socket(
+    scope: Scope, receive: Receive, send: Send, code: int, reason: str
+) -> None:
+    """Accept a WebSocket only to close it with a code the page's script can read.
+
+    Closed before the handshake completes, a browser sees only a failed connection (an
+    HTTP 403), the same as a server that is down.
+    """
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    # A browser fails a handshake that picks none of the subprotocols it offered.
+    offered = scope.get("subprotocols") or [None]
+    await send({"type": "websocket.accept", "subprotocol": offered[0]})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
 class PageSignIn:
     """Pages, their assets and Panel's WebSocket need a signed-in browser session.
 
@@ -136,9 +153,14 @@ class PageSignIn:
         if path.startswith(OPEN_PREFIXES) or path in OPEN_PATHS:
             await self.app(scope, receive, send)  # the API answers 401 problems itself
             return
-        if scope["type"] == "websocket" and not same_origin(scope):
-            await send({"type": "websocket.close", "code": 4403, "reason": "cross-origin"})
-            return
+        if scope["type"] == "websocket":
+            if not same_origin(scope):
+                await _refuse_socket(scope, receive, send, 4403, "cross-origin")
+                return
+            if "bokeh" not in scope.get("subprotocols", ()):
+                # Bokeh raises on such a handshake (a traceback per probe): say it plainly.
+                await _refuse_socket(scope, receive, send, 4400, "not a page session handshake")
+                return
         principal = await self.resolve(scope)
         if principal is not None:
             token = page_principal.set(principal)
@@ -148,7 +170,7 @@ class PageSignIn:
                 page_principal.reset(token)
             return
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 4401, "reason": "sign in first"})
+            await _refuse_socket(scope, receive, send, 4401, "sign in first")
             return
         query = scope.get("query_string", b"").decode("latin-1")
         target = path + (f"?{query}" if query else "")
