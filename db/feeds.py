@@ -448,6 +448,26 @@ def _maintenance(conn: Connection, row: Any, *, now: datetime, by: int) -> str:
 def _return(conn: Connection, row: Any, *, now: datetime, by: int) -> str:
     data = row["data"]
     returned_at = _time(data["returned_at"])
+    notes = "; ".join(
+        p
+        for p in (
+            f"fuel {data['fuel_percent']:g}%" if data.get("fuel_percent") is not None else "",
+            f"damage: {data['damage_notes']}" if data.get("damage_notes") else "",
+        )
+        if p
+    )
+    if row["block_id"] is not None and row["applied_version"] > 0:
+        # A higher version of a return already made: the check-in's readings were corrected.
+        # The car came back once; its time and place stay as first reported.
+        rentals.amend_return(
+            conn,
+            block_id=row["block_id"],
+            amended_by=by,
+            odometer_km=data.get("odometer_km"),
+            notes=notes,
+            why=f"corrected by {row['external_id']} version {row['version']}",
+        )
+        return "amended"
     open_rental = conn.execute(
         text(
             "SELECT b.id, lower(b.period) AS start, c.external_id AS contract_id FROM blocks b"
@@ -473,14 +493,6 @@ def _return(conn: Connection, row: Any, *, now: datetime, by: int) -> str:
             f" {open_rental.start.isoformat()}",
             field="returned_at",
         )
-    notes = "; ".join(
-        p
-        for p in (
-            f"fuel {data['fuel_percent']:g}%" if data.get("fuel_percent") is not None else "",
-            f"damage: {data['damage_notes']}" if data.get("damage_notes") else "",
-        )
-        if p
-    )
     rentals.return_vehicle(
         conn,
         block_id=open_rental.id,
@@ -488,7 +500,7 @@ def _return(conn: Connection, row: Any, *, now: datetime, by: int) -> str:
         at=returned_at,
         location_id=_location_id(conn, data["location"]),
         odometer_km=data.get("odometer_km"),
-        notes=notes[:150],
+        notes=notes,
     )
     conn.execute(
         text("UPDATE contracts SET outcome = 'returned' WHERE block_id = :b"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, text
@@ -19,8 +19,8 @@ from db.blocks import (
 )
 from db.errors import InvalidInput
 from db.fleet import get_customer
-from db.status import change_status, get_status
-from db.timeutil import require_aware
+from db.status import StatusChange, change_status, get_status
+from db.timeutil import Duration, require_aware
 
 
 class ReturnRecord(BaseModel):
@@ -32,7 +32,7 @@ class ReturnRecord(BaseModel):
     scheduled_return: datetime
     actual_return: datetime | None
     state: str
-    late_by: timedelta | None
+    late_by: Duration | None
     on_time: bool | None
 
 
@@ -183,6 +183,8 @@ def return_vehicle(
     at = at or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     require_aware(at, "at")
     where = location_id or block.end_location_id
+    # The notes stay whole in the event and the log entry's metadata; only the log's one-line
+    # reason (200 characters at most) is shortened.
     ended = end_block(
         conn,
         block_id=block_id,
@@ -191,6 +193,7 @@ def return_vehicle(
         reason=notes or "returned",
         at=at,
         end_location_id=where,
+        event_payload={"notes": notes} if notes else None,
     )
     if odometer_km is not None:
         conn.execute(
@@ -205,7 +208,7 @@ def return_vehicle(
             vehicle_id=block.vehicle_id,
             new_status="maintenance" if needs_maintenance else "cleaning",
             changed_by=received_by,
-            reason=f"rental #{block.id} returned" + (f": {notes}" if notes else ""),
+            reason=_one_line(f"rental #{block.id} returned" + (f": {notes}" if notes else "")),
             location_id=where,
             expected_available_at=None if needs_maintenance else at + buffer,
             metadata={
@@ -213,9 +216,77 @@ def return_vehicle(
                 "returned_at": at.isoformat(),
                 "scheduled_return": block.scheduled_end.isoformat(),
                 "odometer_km": odometer_km,
+                "notes": notes,
             },
         )
     return ended
+
+
+def amend_return(
+    conn: Connection,
+    *,
+    block_id: int,
+    amended_by: int,
+    odometer_km: int | None = None,
+    notes: str = "",
+    why: str = "corrected",
+) -> StatusChange:
+    """Correct a returned rental's odometer reading and notes, as an entry in the audit trail.
+
+    The car's status stays what it is now; the entry carries the corrected values whole.
+    The car's odometer takes the corrected reading when it still shows the one being
+    corrected (a misread one may have been too high); after a later reading it only grows.
+    """
+    block = get_block(conn, block_id=block_id, for_update=True)
+    if block.kind != "rental" or block.state != "completed":
+        raise InvalidInput(
+            f"block #{block_id} is a {block.state} {block.kind}, not a returned rental",
+            field="block_id",
+            hint="only the return of a completed rental can be corrected",
+        )
+    if odometer_km is not None and odometer_km < 0:
+        raise InvalidInput("odometer reading cannot be negative", field="odometer_km")
+    before = conn.execute(
+        text(
+            "SELECT metadata->'odometer_km' AS km FROM vehicle_status_log"
+            " WHERE vehicle_id = :v AND metadata->'block_id' = to_jsonb(CAST(:b AS bigint))"
+            " AND metadata ? 'odometer_km' ORDER BY id DESC LIMIT 1"
+        ),
+        {"v": block.vehicle_id, "b": block_id},
+    ).scalar()
+    if odometer_km is not None:
+        conn.execute(
+            text(
+                "UPDATE vehicles SET odometer_km = CASE WHEN odometer_km = CAST(:old AS integer)"
+                " THEN :km ELSE greatest(odometer_km, :km) END WHERE id = :v"
+            ),
+            {"km": odometer_km, "old": before, "v": block.vehicle_id},
+        )
+    said = "; ".join(
+        p for p in (f"odometer {odometer_km} km" if odometer_km is not None else "", notes) if p
+    )
+    current = get_status(conn, vehicle_id=block.vehicle_id)
+    return change_status(
+        conn,
+        vehicle_id=block.vehicle_id,
+        new_status=current.status,
+        changed_by=amended_by,
+        reason=_one_line(f"return of rental #{block.id} {why}" + (f": {said}" if said else "")),
+        metadata={
+            "block_id": block.id,
+            "amends_return": True,
+            "odometer_km": odometer_km,
+            "previous_odometer_km": before,
+            "notes": notes,
+        },
+        allow_same=True,
+        enforce_transitions=False,
+    )
+
+
+def _one_line(reason: str, limit: int = 200) -> str:
+    """Fit a reason into the audit log's one line; the whole text goes into its metadata."""
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 def returns_report(

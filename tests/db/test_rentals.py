@@ -435,3 +435,65 @@ def test_early_pick_up_into_another_booking_is_refused_naming_it(conn, world):
         rentals.pick_up(conn, block_id=second.id, handed_over_by=world.agent.id, at=world.at(1.5))
     assert first.id in [b["id"] for b in err.value.details["blocking"]]
     assert status.get_status(conn, vehicle_id=v.id).status == "available"
+
+
+def _last_entry(conn, vehicle_id):
+    return conn.exec_driver_sql(
+        "SELECT change_reason, new_status, metadata FROM vehicle_status_log"
+        " WHERE vehicle_id = %s ORDER BY id DESC LIMIT 1",
+        (vehicle_id,),
+    ).one()
+
+
+def test_long_return_notes_are_kept_whole_and_the_log_line_shortened(conn, world):
+    v = add_vehicle(conn, world, "B RN 18")
+    rental = rental_under_way(conn, world, v, start=world.at(-5), end=world.at(5))
+    notes = "damage: " + "-".join(["scratch on the rear bumper"] * 40)
+
+    rentals.return_vehicle(
+        conn, block_id=rental.id, received_by=world.agent.id, at=world.at(-1), notes=notes
+    )
+
+    reason, _, metadata = _last_entry(conn, v.id)
+    assert len(reason) == 200 and reason.endswith("…")
+    assert metadata["notes"] == notes
+    [payload] = _events(conn, v.id, "rental_completed")
+    assert payload["notes"] == notes
+
+
+def test_a_corrected_return_amends_odometer_and_notes_in_the_audit_trail(conn, world):
+    v = add_vehicle(conn, world, "B RN 19", odometer_km=10_000)
+    rental = rental_under_way(conn, world, v, start=world.at(-5), end=world.at(5))
+    rentals.return_vehicle(
+        conn,
+        block_id=rental.id,
+        received_by=world.agent.id,
+        at=world.at(-1),
+        odometer_km=19_640,  # misread: 10,640
+        notes="fuel 50%",
+    )
+
+    change = rentals.amend_return(
+        conn,
+        block_id=rental.id,
+        amended_by=world.manager.id,
+        odometer_km=10_640,
+        notes="fuel 75%; damage: dented door",
+    )
+
+    assert fleet.get_vehicle(conn, id=v.id).odometer_km == 10_640
+    reason, new_status, metadata = _last_entry(conn, v.id)
+    assert reason == (
+        f"return of rental #{rental.id} corrected: odometer 10640 km; fuel 75%; damage: dented door"
+    )
+    assert new_status == "cleaning"  # the car's status is not the correction's business
+    assert (metadata["previous_odometer_km"], metadata["odometer_km"]) == (19_640, 10_640)
+    assert change.status.status == "cleaning"
+    assert blocks.get_block(conn, block_id=rental.id).state == "completed"
+
+
+def test_only_a_returned_rental_can_have_its_return_corrected(conn, world):
+    v = add_vehicle(conn, world, "B RN 20")
+    rental = rental_under_way(conn, world, v, start=world.at(-5), end=world.at(5))
+    with pytest.raises(InvalidInput, match="not a returned rental"):
+        rentals.amend_return(conn, block_id=rental.id, amended_by=world.agent.id, notes="x")

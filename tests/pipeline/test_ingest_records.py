@@ -108,3 +108,55 @@ def test_an_arrival_without_a_recorded_departure_still_lands_the_car(lot):
             {"v": cars[2].id},
         ).one()
     assert tuple(where) == ("available", "MUC1")
+
+
+def _last_entry(engine, vehicle_id):
+    with engine.connect() as c:
+        return c.execute(
+            text(
+                "SELECT change_reason, metadata FROM vehicle_status_log WHERE vehicle_id = :v"
+                " ORDER BY id DESC LIMIT 1"
+            ),
+            {"v": vehicle_id},
+        ).one()
+
+
+def test_a_corrected_return_amends_the_rentals_return_with_its_notes_whole(lot):
+    engine, world, cars, now = lot
+    car = cars[0]
+    with engine.begin() as c:
+        rental = rental_under_way(c, world, car, start=world.at(-5), end=world.at(3))
+    header = (
+        "external_id,version,returned_at,plate,location,odometer_km,fuel_percent,damage_notes\n"
+    )
+    back = _iso(now - timedelta(hours=1))
+    first = ingest_file(
+        engine,
+        name="returns-1.csv",
+        data=(header + f"R-7,1,{back},{car.plate},BER1,19640,50,\n").encode(),
+    )
+    assert (first.applied, first.rejected) == (1, 0)
+    damage = "-".join(["scratch on the rear bumper"] * 30)  # 800 characters, all of them kept
+
+    corrected = ingest_file(
+        engine,
+        name="returns-2.csv",
+        data=(header + f"R-7,2,{back},{car.plate},BER1,10640,75,{damage}\n").encode(),
+    )
+
+    assert (corrected.applied, corrected.rejected) == (1, 0)
+    reason, metadata = _last_entry(engine, car.id)
+    assert reason.startswith(
+        f"return of rental #{rental.id} corrected by R-7 version 2: odometer 10640 km;"
+        " fuel 75%; damage: scratch"
+    )
+    assert metadata["notes"] == f"fuel 75%; damage: {damage}"
+    with engine.connect() as c:
+        km = c.execute(text("SELECT odometer_km FROM vehicles WHERE id = :v"), {"v": car.id})
+        assert km.scalar_one() == 10640
+    replay = ingest_file(
+        engine,
+        name="returns-3.csv",
+        data=(header + f"R-7,2,{back},{car.plate},BER1,10640,75,{damage}\n\n").encode(),
+    )
+    assert (replay.applied, replay.stale) == (0, 1)  # the same version again changes nothing
