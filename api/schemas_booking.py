@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -11,8 +11,12 @@ from pydantic import (
     BaseModel,
     Field,
     FiniteFloat,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StringConstraints,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from api.schemas import Input
 from db.audit import ChangeEvent, LogEntry
@@ -41,7 +45,23 @@ def _plausible(value: datetime) -> datetime:
     return value
 
 
-STORABLE = AfterValidator(_storable)
+class _Storable:
+    """Text PostgreSQL can store; the schema says "no NUL", the validator says why not."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_storable, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out.setdefault("pattern", "^[^\\u0000]*$")
+        return out
+
+
+STORABLE = _Storable()
 
 
 def _words(max_length: int) -> StringConstraints:

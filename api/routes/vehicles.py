@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import transaction
 from api.problems import ApiProblem
 from api.schemas import StatusChangeOut, StatusUpdate
+from api.schemas_booking import STORABLE
 from api.security import Principal, reader, writer
 from db import idempotency, lookup, status
 from db.lookup import PlateMatch, RentalMatch
-from db.status import VehicleStatus
+from db.status import STATUSES, VehicleStatus
 
 router = APIRouter(prefix="/api/vehicles", tags=["vehicles"])
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
@@ -26,7 +27,9 @@ CONFLICT = {409: {"description": "Stale version (body carries the current state)
 def list_vehicles(
     request: Request,
     location_id: Annotated[int | None, Query(ge=1)] = None,
-    status_: Annotated[str | None, Query(alias="status", max_length=20)] = None,
+    status_: Annotated[
+        str | None, Query(alias="status", json_schema_extra={"enum": list(STATUSES)})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=20000)] = 1000,
     _: Principal = Depends(reader),
 ) -> list[VehicleStatus]:
@@ -41,7 +44,16 @@ def list_vehicles(
 )
 def by_plate(
     request: Request,
-    q: Annotated[str, Query(min_length=1, max_length=20, description="Part of a plate.")],
+    q: Annotated[
+        str,
+        Query(
+            min_length=2,
+            max_length=16,
+            # What the engine reads: at least two letters or digits; spaces and dashes ignored.
+            pattern=r"^[ -]*[A-Za-z0-9][ -]*[A-Za-z0-9][A-Za-z0-9 -]*$",
+            description="Part of a plate: two or more letters or digits.",
+        ),
+    ],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     _: Principal = Depends(reader),
 ) -> list[PlateMatch]:
@@ -56,7 +68,7 @@ def by_plate(
 )
 def by_customer(
     request: Request,
-    q: Annotated[str, Query(min_length=2, max_length=100)],
+    q: Annotated[str, Query(min_length=2, max_length=100), STORABLE],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     _: Principal = Depends(reader),
 ) -> list[RentalMatch]:
@@ -110,14 +122,21 @@ def _expected_version(body: StatusUpdate, if_match: str | None) -> int | None:
     "/{vehicle_id}/status",
     response_model=StatusChangeOut,
     summary="Change a vehicle's status (optimistic version check, idempotent with a key)",
-    responses={**CONFLICT, 404: {"description": "Unknown vehicle"}},
+    responses={
+        **CONFLICT,
+        400: {"description": "If-Match is not a version, or disagrees with expected_version"},
+        404: {"description": "Unknown vehicle"},
+    },
 )
 def put_vehicle_status(
     request: Request,
     vehicle_id: int,
     body: StatusUpdate,
     principal: Principal = Depends(writer),
-    if_match: Annotated[str | None, Header(max_length=100)] = None,
+    if_match: Annotated[
+        str | None,
+        Header(max_length=100, json_schema_extra={"pattern": r'^\s*(\*|(W/)?"?[0-9]+"?)\s*$'}),
+    ] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     expected = _expected_version(body, if_match)
