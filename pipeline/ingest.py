@@ -336,13 +336,18 @@ def ingest_inbox(
     others: dict[str, tuple[int, str]] = {}
     for path in names:
         try:
-            detect(posixpath.basename(path))
-        except ValueError as e:
-            others[path] = (int(fs.size(path) or 0), str(e))
-            continue
-        try:
+            try:
+                detect(posixpath.basename(path))
+            except ValueError as e:
+                others[path] = (int(fs.size(path) or 0), str(e))
+                continue
             data = fs.cat_file(path)
-        except OSError as e:  # gone meanwhile (another run moved it) or not readable
+        except FileNotFoundError:
+            # Listed, then moved by another run (a manual run beside the schedule, a second
+            # worker): that run has it, this one has nothing to do with it.
+            _say(log, f"{path}: taken by another ingest run meanwhile")
+            continue
+        except OSError as e:  # not readable (permissions, a remote store's trouble)
             _say(log, f"{path}: could not be read from the inbox: {e}")
             continue
         result = ingest_file(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +14,8 @@ from sqlalchemy import Engine, text
 
 from db import feeds
 from fleet.settings import Settings
-from pipeline import flows
-from pipeline.ingest import ingest_file, ingest_inbox
+from pipeline import flows, ingest
+from pipeline.ingest import INGEST_LOCK, ingest_file, ingest_inbox
 from tests.conftest import add_vehicle, build_world
 
 HEADER = (
@@ -283,3 +285,92 @@ def test_the_plausible_window_comes_from_the_settings(lot):
     result = ingest_file(engine, name="contracts-narrow.csv", data=data, settings=narrow)
     assert result.rejected == 1
     assert "is more than 30 days after now" in _rejects(engine, result.file_id)[0][1]
+
+
+# --- files that are no feed, and two runs at once --------------------------------------------
+
+
+def test_a_file_that_is_no_feed_is_noted_once_until_it_changes(lot, inbox):
+    engine, *_ = lot
+    folder, settings = inbox
+    (folder / "notes.txt").write_text("call the workshop about B NB 1")
+
+    said: list[str] = []
+    first = ingest_inbox(engine, settings, log=said.append)
+    again: list[str] = []
+    second = ingest_inbox(engine, settings, log=again.append)
+    (folder / "notes.txt").write_text("call the workshop about B NB 1 and B NB 2")
+    changed: list[str] = []
+    third = ingest_inbox(engine, settings, log=changed.append)
+
+    [noted] = first.files
+    assert (Path(noted.name).name, noted.status) == ("notes.txt", "unreadable")
+    assert noted.note.startswith("cannot tell the feed of 'notes.txt'")
+    assert sum("notes.txt: left in the inbox, not loaded" in line for line in said) == 1
+    assert second.files == [] and not any("notes.txt" in line for line in again)
+    assert [Path(f.name).name for f in third.files] == ["notes.txt"]
+    assert (folder / "notes.txt").exists()  # left where it was: it may be someone's
+
+
+def _waiting_on_locks(engine: Engine) -> int:
+    with engine.connect() as c:
+        return c.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+        ).scalar_one()
+
+
+def test_two_ingest_runs_at_once_load_a_file_once_and_both_complete(lot, inbox):
+    engine, cars, base = lot
+    folder, settings = inbox
+    (folder / "contracts-1.csv").write_text(HEADER + _contract("TW-1", cars[0].plate, base))
+    results: dict[str, object] = {}
+
+    def run(who: str) -> None:
+        try:
+            results[who] = ingest_inbox(engine, settings)
+        except Exception as e:  # the failure under test: reported, not lost in the thread
+            results[who] = e
+
+    # Holding the loader's lock makes both runs read the file before either moves it.
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": INGEST_LOCK})
+        runs = [threading.Thread(target=run, args=(who,)) for who in ("a", "b")]
+        for t in runs:
+            t.start()
+        deadline = time.monotonic() + 30
+        while _waiting_on_locks(engine) < 2:
+            assert time.monotonic() < deadline, "the two runs never both waited for the file"
+            time.sleep(0.05)
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": INGEST_LOCK})
+        holder.commit()
+    for t in runs:
+        t.join(timeout=60)
+        assert not t.is_alive()
+
+    assert not [r for r in results.values() if isinstance(r, Exception)], results
+    statuses = sorted(f.status for r in results.values() for f in r.files)
+    assert statuses == ["duplicate", "loaded"]
+    assert _references(engine) == ["TW-1"]
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert [p.name for p in (folder / "processed" / day).iterdir()] == ["contracts-1.csv"]
+
+
+def test_a_file_another_run_took_after_the_listing_is_skipped(lot, inbox, monkeypatch):
+    engine, cars, base = lot
+    folder, settings = inbox
+    (folder / "contracts-2.csv").write_text(HEADER + _contract("TW-2", cars[0].plate, base))
+    listed = ingest.inbox_files
+
+    def stale_listing(location: str):
+        fs, names = listed(location)
+        return fs, [str(folder / "contracts-1.csv"), str(folder / "notes-gone.txt"), *names]
+
+    monkeypatch.setattr(ingest, "inbox_files", stale_listing)
+    said: list[str] = []
+    summary = ingest_inbox(engine, settings, log=said.append)
+
+    assert [(Path(f.name).name, f.status) for f in summary.files] == [("contracts-2.csv", "loaded")]
+    assert any("contracts-1.csv: taken by another ingest run meanwhile" in line for line in said)
