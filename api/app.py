@@ -15,6 +15,7 @@ from starlette.types import Scope
 
 from api import logs, openapi, problems, security
 from api.credentials import CredentialWatch
+from api.headers import SecurityHeaders, tile_origin
 from api.middleware import PageSignIn, RequestContext
 from api.routes import ROUTERS
 from api.routes.counter import mount_counter
@@ -104,15 +105,21 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         return await asyncio.to_thread(_cookie_user, app, conn.cookies.get(security.SESSION_COOKIE))
 
     mount_counter(app)
+    tiles: list[str] = []
     if pages:
         from dashboard.app import mount_pages
+        from dashboard.map import resolve_provider
 
         mount_pages(app)
+        provider = resolve_provider(settings.map_tiles)
+        origin = provider and tile_origin(provider.build_url())
+        tiles = [origin] if origin else []
 
     app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     # Outermost first: ids and shedding wrap everything, then page sign-in, then compression.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(PageSignIn, resolve=page_user)
+    app.add_middleware(SecurityHeaders, tile_origins=tiles, https=settings.cookie_secure)
     app.add_middleware(RequestContext, max_in_flight=settings.max_concurrent_requests)
     return app
 
