@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ _FETCH_SQL = (
 _BATCH = 2000
 # A safety net under NOTIFY: how often to look even when nothing was announced.
 _POLL_SECONDS = 1.0
+# The listener's reconnect delays: from the first to the cap, doubling, each jittered.
+_BACKOFF_FIRST = 0.2
+_BACKOFF_CAP = 1.0
 
 
 class Message(dict):
@@ -157,7 +161,7 @@ class Broadcaster:
         metrics.STREAM_CLIENTS.set(len(self.subscribers))
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = _BACKOFF_FIRST
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -170,11 +174,11 @@ class Broadcaster:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.connected = True
                     metrics.LISTENER_UP.set(1)
-                    if backoff > 0.2:
+                    if backoff > _BACKOFF_FIRST:
                         log.info(
                             "event listener reconnected; catching up from seq %s", self.last_seq
                         )
-                    backoff = 0.2
+                    backoff = _BACKOFF_FIRST
                     await self._follow(conn)
             except asyncio.CancelledError:
                 raise
@@ -183,8 +187,11 @@ class Broadcaster:
                     log.warning("event listener lost the database: %s", exc.__class__.__name__)
                 self.connected = False
                 metrics.LISTENER_UP.set(0)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                # Capped at a second so a database back from a restart is followed again
+                # within the streams' 2 s promise; jittered so the processes of a fleet of
+                # servers do not reconnect in lockstep.
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, _BACKOFF_CAP)
 
     async def _follow(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
         # Catch up first: anything committed while we were away is in the table.
@@ -236,6 +243,11 @@ class Broadcaster:
                 log.exception("event listener callback failed")
 
 
+def _latest_seq(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return latest_seq(conn)
+
+
 def backfill(engine: Engine, *, after: int, upto: int, sub: Subscriber) -> list[dict[str, Any]]:
     """Read the events a client missed, (after, upto], with its filters; runs in a thread."""
     out: list[dict[str, Any]] = []
@@ -281,6 +293,18 @@ async def follow(
     if credentials is not None and principal is not None:
         watch = credentials.watch(principal.token_id, principal.expires_at, sub.end)
     try:
+        if since is not None and since > cut:
+            # Ahead of this process: it may only lag, or the cursor is from another database
+            # (a restore, a rewound sequence). The table decides, as for the snapshot.
+            newest = await asyncio.to_thread(_latest_seq, broadcaster.engine)
+            if since > newest:
+                yield {
+                    "type": "reload",
+                    "seq": newest,
+                    "reason": f"since={since} is ahead of the newest event ({newest}): fetch a"
+                    " new snapshot (GET /api/availability/realtime) and resume from its seq",
+                }
+                return
         sent = cut if since is None else since
         yield {"type": "hello", "seq": cut if since is None else since}
         if since is not None and since < cut:
@@ -296,7 +320,12 @@ async def follow(
                 yield {"type": "unauthorized", "seq": sent, "reason": sub.ended}
                 return
             if sub.overflowed:
-                yield {"type": "reload", "seq": broadcaster.last_seq, "reason": "too far behind"}
+                yield {
+                    "type": "reload",
+                    "seq": broadcaster.last_seq,
+                    "reason": "too far behind: fetch a new snapshot (GET"
+                    " /api/availability/realtime) and resume from its seq",
+                }
                 return
             timeout = max(0.0, next_beat - time.monotonic())
             try:

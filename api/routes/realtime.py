@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import DBAPIError
 
 from api import security
 from api.deps import transaction
@@ -24,6 +26,12 @@ from db import events, fleet, status
 from db.errors import FleetError
 
 log = logging.getLogger("fleet.streams")
+# A stream that cannot read the database closes with this code (WebSocket) or ends with a
+# `retry:` (SSE): both mean "come back in a moment and resume from your last seq".
+DATABASE_DOWN = (DBAPIError, psycopg.Error)
+UNAVAILABLE = 4503
+UNAVAILABLE_REASON = "the database is unavailable: reconnect and resume from your last seq"
+RETRY_MS = 2000
 router = APIRouter(prefix="/api/availability", tags=["real-time"])
 
 # Beyond this many events a client is better served by a fresh snapshot than a replay.
@@ -123,6 +131,10 @@ async def realtime_socket(
         await websocket.accept()
         await websocket.close(code=code, reason=str(exc)[:120])
         return
+    except DATABASE_DOWN:
+        await websocket.accept()
+        await websocket.close(code=UNAVAILABLE, reason=UNAVAILABLE_REASON)
+        return
     await websocket.accept()
     app = websocket.app
     stream = follow(
@@ -150,6 +162,12 @@ async def realtime_socket(
                 break
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
+    except DATABASE_DOWN:
+        # The catch-up read met a database that is away: a close frame the client reads as
+        # "retry", never an unanswered handshake or an ASGI error.
+        log.warning("stream catch-up failed: the database is unavailable")
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await websocket.close(code=UNAVAILABLE, reason=UNAVAILABLE_REASON)
     finally:
         reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -206,12 +224,18 @@ async def event_stream(
         # Each frame is flushed through the compressor so the client gets it at once.
         packer = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
         try:
-            yield _pack(packer, "retry: 2000\n\n")
-            async for message in stream:
-                frame = message.sse() if isinstance(message, Message) else sse_frame(message)
-                yield _pack(packer, frame)
-                if message["type"] in ("reload", "unauthorized"):
-                    break
+            yield _pack(packer, f"retry: {RETRY_MS}\n\n")
+            try:
+                async for message in stream:
+                    frame = message.sse() if isinstance(message, Message) else sse_frame(message)
+                    yield _pack(packer, frame)
+                    if message["type"] in ("reload", "unauthorized"):
+                        break
+            except DATABASE_DOWN:
+                # The catch-up read met a database that is away: end the stream cleanly;
+                # EventSource comes back after `retry` and resumes from its Last-Event-ID.
+                log.warning("stream catch-up failed: the database is unavailable")
+                yield _pack(packer, f"retry: {RETRY_MS}\n\n")
             if packer is not None:
                 yield packer.flush(zlib.Z_FINISH)
         finally:
