@@ -306,7 +306,9 @@ async def follow(
                 }
                 return
         sent = cut if since is None else since
-        yield {"type": "hello", "seq": cut if since is None else since}
+        # The heartbeat interval tells a client how long silence may last before it should
+        # count the connection dead.
+        yield {"type": "hello", "seq": cut if since is None else since, "heartbeat": heartbeat}
         if since is not None and since < cut:
             missed = await asyncio.to_thread(
                 backfill, broadcaster.engine, after=since, upto=cut, sub=sub

@@ -1,6 +1,7 @@
 // The server's REST API with the signed-in user's bearer token. The token lives in this
 // tab's session storage only; the password is never stored.
 const TOKEN = "fleet.counter.token";
+const CALL_TIMEOUT_MS = 15000;
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -27,7 +28,8 @@ export async function call(method, path, {body, headers, auth = true} = {}) {
   if (auth && token()) h.Authorization = `Bearer ${token()}`;
   let r;
   try {
-    r = await fetch(path, {method, headers: h, cache: "no-store",
+    // A server that accepts and never answers is as unreachable as one that refuses.
+    r = await fetch(path, {method, headers: h, cache: "no-store", signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
                            body: body === undefined ? undefined : JSON.stringify(body)});
   } catch (e) {
     throw new NoNetwork(String(e));

@@ -77,8 +77,10 @@ function showConnection() {
   const offline = !fleet.online;
   banner.hidden = !offline && !waiting;
   banner.className = `banner ${offline ? "offline" : "syncing"}`;
+  // "Offline" is the device without a network; a network without our server says so.
+  const why = navigator.onLine ? "Server unreachable" : "Offline";
   banner.textContent = offline
-    ? `Offline, showing data as of ${hhmm(fleet.asOf)}` + (waiting ? ` · ${waiting} change${waiting > 1 ? "s" : ""} waiting to send` : "")
+    ? `${why}, showing data as of ${hhmm(fleet.asOf)}` + (waiting ? ` · ${waiting} change${waiting > 1 ? "s" : ""} waiting to send` : "")
     : `${waiting} change${waiting > 1 ? "s" : ""} sending…`;
   fresh.textContent = `${offline ? "offline" : "live"} · data as of ${hhmm(fleet.asOf)}`;
   fresh.dataset.state = offline ? "offline" : "live";

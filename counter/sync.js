@@ -6,6 +6,10 @@ import * as store from "./store.js";
 
 // Wait this long after a swipe before sending, so the undo toast can take it back.
 export const UNDO_MS = 5000;
+// A stream silent this much longer than two heartbeats is dead (35 s at the default 15 s).
+const SILENCE_SLACK_MS = 5000;
+// A dropped stream that EventSource has not reopened in this long: the server is unreachable.
+const RETRY_GRACE_MS = 5000;
 
 export class Fleet extends EventTarget {
   constructor() {
@@ -93,6 +97,7 @@ export class Fleet extends EventTarget {
     this.closeStream();
     if (!this.online || this.seq === null) return;
     const source = new EventSource(api.eventsUrl(this.seq, this.locationId));
+    this.watch(source);
     let pending = null;
     const later = () => {
       // Events only say that something changed: one catch-up read shows it all.
@@ -113,6 +118,7 @@ export class Fleet extends EventTarget {
       this.emit("signed-out");
     });
     source.onerror = () => {
+      if (source.readyState === EventSource.CONNECTING && !this.droppedAt) this.droppedAt = Date.now();
       if (source.readyState === EventSource.CLOSED) {
         // EventSource hides the status that closed it: a refused token and a dead server
         // look alike. Ask once which it was.
@@ -129,7 +135,38 @@ export class Fleet extends EventTarget {
     this.source = source;
   }
 
+  // EventSource retries a dead server by itself and says nothing while it does, and a link
+  // that dies without a word (a tunnel, a sleeping router) looks open. So: every frame counts
+  // as a sign of life; silence for two heartbeat intervals, or a reconnect that has not
+  // succeeded within RETRY_GRACE_MS, means offline. Back online once a catch-up read works.
+  watch(source) {
+    this.heardAt = Date.now();
+    this.droppedAt = null;
+    this.heartbeatMs = this.heartbeatMs || 15000;
+    const heard = () => { this.heardAt = Date.now(); this.droppedAt = null; };
+    source.addEventListener("open", heard);
+    source.addEventListener("message", heard);
+    for (const kind of ["batch", "heartbeat", "reload"]) source.addEventListener(kind, heard);
+    source.addEventListener("hello", (e) => {
+      heard();
+      const beat = Number((JSON.parse(e.data) || {}).heartbeat);
+      if (beat > 0) this.heartbeatMs = beat * 1000;
+    });
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      if (this.source !== source) return;
+      const now = Date.now();
+      const silent = now - this.heardAt > 2 * this.heartbeatMs + SILENCE_SLACK_MS;
+      const retrying = this.droppedAt && now - this.droppedAt > RETRY_GRACE_MS;
+      if (silent || retrying) {
+        this.closeStream();
+        this.setOnline(false);
+      }
+    }, 1000);
+  }
+
   closeStream() {
+    clearInterval(this.watchdog);
     if (this.source) this.source.close();
     this.source = null;
   }

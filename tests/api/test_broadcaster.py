@@ -41,7 +41,7 @@ def test_a_stuck_client_is_told_to_reload_and_never_holds_more_than_its_queue(en
         return got
 
     hello, reload = asyncio.run(run())
-    assert hello == {"type": "hello", "seq": 100}
+    assert hello == {"type": "hello", "seq": 100, "heartbeat": 30}
     assert reload["type"] == "reload" and reload["seq"] == 119
 
 
