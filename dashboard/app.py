@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from panel.io.fastapi import add_applications
 
+from dashboard import pagesocket
 from dashboard.shell import NAV, Shell, View
 
 # Each page's view, imported when the page is first opened (start-up stays quick).
@@ -39,6 +40,7 @@ def view_class(spec: str) -> type[View]:
 
 def mount_pages(app: FastAPI) -> None:
     """Add every page; each browser session gets its own page objects."""
+    pagesocket.install()
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
