@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -208,12 +209,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TornadoHTTPError)
     async def tornado_error(request: Request, exc: TornadoHTTPError) -> JSONResponse:
-        # Panel's /components/ route resolves files with Tornado's handler code, which
-        # raises Tornado's HTTP errors: they keep their status (400, 403, 404).
+        # /components/ (api/routes/components.py) resolves files with Panel's Tornado
+        # handler code, which raises Tornado's HTTP errors: they keep their status.
         status = exc.status_code if 400 <= exc.status_code < 600 else 500
         detail = exc.log_message or exc.reason or TITLES.get(status, "error")
-        code = TITLES.get(status, "error").lower().replace(" ", "_")
-        return problem_response(status, detail, code=code, request=request)
+        # Tornado's reason ("Forbidden"), not ours: a 403 here is about the file, not a role.
+        title = exc.reason or HTTPStatus(status).phrase
+        code = title.lower().replace(" ", "_")
+        return problem_response(status, detail, code=code, request=request, title=title)
 
     @app.exception_handler(OperationalError)
     async def db_down(request: Request, exc: OperationalError) -> JSONResponse:
@@ -270,21 +273,6 @@ def install(app: FastAPI) -> None:
         log.exception("database error")
         return problem_response(500, "internal error", code="internal", request=request)
 
-    async def component_lookup(request: Request, exc: Exception) -> JSONResponse:
-        if _component_not_found(request, exc):
-            return problem_response(
-                404,
-                "no component module by that name",
-                code="not_found",
-                request=request,
-                hint="component paths look like /components/<module>/<Class>/<kind>/<file>",
-            )
-        return await unexpected(request, exc)
-
-    # Registered per class so they are answered inside the app, like the handlers above.
-    for kind in (ImportError, TypeError, ValueError):
-        app.add_exception_handler(kind, component_lookup)
-
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
@@ -300,15 +288,6 @@ def allowed_methods(request: Request) -> set[str]:
         if route.methods and regex is not None and regex.match(path):
             methods |= route.methods
     return methods
-
-
-def _component_not_found(request: Request, exc: Exception) -> bool:
-    # Panel imports the module named in /components/<module>/...: a name that is not one
-    # ("..x", "/x") fails inside importlib with TypeError or ValueError, which is a 404.
-    endpoint = getattr(request.scope.get("route"), "endpoint", None)
-    return getattr(endpoint, "__name__", "") == "get_component_resource" and isinstance(
-        exc, ImportError | TypeError | ValueError
-    )
 
 
 def _first_line(err: object) -> str:

@@ -6,6 +6,7 @@ from api.routes import (
     audit,
     auth,
     availability,
+    components,
     conflicts,
     docs,
     health,
@@ -34,4 +35,6 @@ ROUTERS = [
     saved_searches.router,
     push.router,
     reference.router,
+    # Before the pages: it answers /components/ in place of Panel's own route.
+    components.router,
 ]

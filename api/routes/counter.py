@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -20,13 +20,22 @@ from counter import STATIC
 # The service worker and the page must be revalidated every time, or a tablet could keep an
 # old app forever; the rest is versioned by the worker's cache.
 _REVALIDATE = {"sw.js", "index.html", "", ".", "manifest.webmanifest"}
+# What the app is made of (pyproject's package-data for counter/ says the same). The folder
+# also holds the package's __init__.py, the icon script and the vendoring tools: not served.
+APP_SUFFIXES = frozenset({".html", ".js", ".css", ".webmanifest", ".svg", ".png"})
+
+
+def is_app_file(relative: str) -> bool:
+    """Say whether a path inside counter/ is one of the app's own files."""
+    path = Path(relative)
+    return path.suffix in APP_SUFFIXES and "__pycache__" not in path.parts
 
 
 def shell_version(directory: Path) -> str:
     """Return a digest of every file the app is made of: the service worker's cache name."""
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
-        if path.suffix in (".py", ".pyc", ".sh") or "__pycache__" in path.parts:
+        if not is_app_file(path.relative_to(directory).as_posix()):
             continue
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
@@ -45,6 +54,9 @@ class CounterFiles(StaticFiles):
         self.worker = worker.replace('"counter-dev"', f'"{self.version}"', 1).encode()
 
     async def get_response(self, path: str, scope: Scope):  # type: ignore[override]
+        # "" and "." are the app's page (index.html); a folder has no page of its own.
+        if path not in ("", ".") and not is_app_file(path):
+            raise HTTPException(404, "not a file of the counter app")
         if path == "sw.js":
             response = Response(self.worker, media_type="text/javascript")
         else:
