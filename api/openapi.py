@@ -98,6 +98,8 @@ def build(app: FastAPI) -> dict[str, Any]:
             op = item.get(method.lower())
             if op is not None:
                 _describe(op, route, method.lower())
+                for parameter in op.get("parameters", ()):
+                    _without_null(parameter)
     # FastAPI's own validation error shapes are never sent: every error is a Problem.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
@@ -148,6 +150,18 @@ def _describe(op: dict[str, Any], route: RouteContext, method: str) -> None:
             "schema": {"type": "string"},
         }
     op["responses"] = dict(sorted(responses.items()))
+
+
+def _without_null(parameter: dict[str, Any]) -> None:
+    """Describe an optional parameter by its value alone: leaving it out is how to omit it."""
+    # FastAPI writes `x: int | None = None` as anyOf [integer, null]; a query string or header
+    # cannot carry a JSON null, so clients (and schemathesis) would send the text "null".
+    schema = parameter.get("schema", {})
+    branches = [b for b in schema.get("anyOf", ()) if b != {"type": "null"}]
+    if parameter.get("required") or len(branches) != 1 or len(schema["anyOf"]) != 2:
+        return
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    parameter["schema"] = {**branches[0], **rest}
 
 
 def _is_fastapi_default(content: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from db.errors import InvalidInput, NotAvailable
 from db.fleet import get_category, get_location, list_categories, list_locations
 from db.sqlfiles import query
 from db.status import get_status
-from db.timeutil import require_period, zone
+from db.timeutil import Duration, require_period, zone
 from db.transfers import transfer_duration
 
 
@@ -40,7 +40,7 @@ class OtherLocationHit(BaseModel):
 
     location_id: int
     location_code: str
-    transfer_time: timedelta
+    transfer_time: Duration
     depart_by: datetime
     vehicle: SearchHit
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 
 from db.errors import InvalidInput, NotFound
 from db.events import emit, to_json
-from db.timeutil import zone
+from db.timeutil import Duration, zone
 
 PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,10}[A-Z0-9]$")
 VIN_RE = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
@@ -32,10 +32,10 @@ class Category(BaseModel):
     id: int
     code: str
     name: str
-    prep_buffer: timedelta
+    prep_buffer: Duration
     hourly_rate: Decimal
     daily_rate: Decimal
-    grace_period: timedelta
+    grace_period: Duration
     upgrade_rank: int
     seats: int
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, text
 from db.errors import InvalidInput, NotFound
 from db.events import emit
 from db.sqlfiles import query
+from db.timeutil import Duration
 
 # Minutes past expected return at which levels 1, 2, 3, 4 begin: 2 h+ is the first escalation.
 DEFAULT_THRESHOLDS: tuple[int, ...] = (0, 120, 360, 1440)
@@ -35,7 +36,7 @@ class OverdueRental(BaseModel):
     location_code: str
     time_zone: str
     expected_return: datetime
-    overdue_by: timedelta
+    overdue_by: Duration
     escalation_level: int
     estimated_late_fee: Decimal
     next_block_id: int | None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import PlainSerializer, WithJsonSchema
 
 from db.errors import InvalidInput
 
@@ -58,3 +61,35 @@ def local_iso(value: datetime | None, tz_name: str) -> str | None:
     if value is None:
         return None
     return value.astimezone(zone(tz_name)).isoformat(timespec="minutes")
+
+
+def iso_duration(value: timedelta) -> str:
+    """Render a span as an RFC 3339 duration in whole seconds: P1DT2H5M, PT45S, PT0S."""
+    # RFC 3339's grammar has no fractional seconds (PT1.5S is not a `duration`), and a span
+    # read from now() carries microseconds; staff count whole seconds, so they are dropped.
+    seconds = int(value.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    day_part = f"{days}D" if days else ""
+    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    if not day_part and not time:
+        time = "0S"
+    return f"{sign}P{day_part}{'T' + time if time else ''}"
+
+
+# A span in the engine's records: a timedelta in Python, an RFC 3339 duration in JSON (the
+# API and `fleet ... --json` both print it through iso_duration).
+Duration = Annotated[
+    timedelta,
+    PlainSerializer(iso_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "duration",
+            "description": "An RFC 3339 duration in whole seconds, e.g. P1DT2H5M or PT45S.",
+        },
+        mode="serialization",
+    ),
+]

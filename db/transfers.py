@@ -12,7 +12,7 @@ from db.blocks import Block, end_block, get_block, insert_block, location_at, ma
 from db.errors import InvalidInput, NotAvailable
 from db.fleet import Location, get_location
 from db.status import change_status
-from db.timeutil import require_aware
+from db.timeutil import Duration, require_aware
 
 # Road distance is longer than the great circle, and a driver needs time at both ends.
 ROAD_FACTOR = 1.3
@@ -33,7 +33,7 @@ class Transfer(BaseModel):
     departed_at: datetime | None
     arrived_at: datetime | None
     state: str
-    late_by: timedelta | None
+    late_by: Duration | None
 
 
 def distance_km(a: Location, b: Location) -> float | None:

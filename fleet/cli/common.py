@@ -24,7 +24,7 @@ from db import fleet, lookup
 from db.database import make_engine, resolve_url
 from db.errors import FleetError, InvalidInput, NotFound
 from db.events import to_json
-from db.timeutil import zone
+from db.timeutil import iso_duration, zone
 from fleet.settings import get_settings
 
 JsonFlag = Annotated[
@@ -244,9 +244,12 @@ def duration(value: timedelta | None) -> str:
 def plain(value: Any) -> Any:
     """Turn engine results (models, dataclasses, lists of them) into plain data."""
     if isinstance(value, BaseModel):
-        return value.model_dump()
+        return plain(value.model_dump())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return plain(dataclasses.asdict(value))
+    if isinstance(value, timedelta):
+        # The form the API sends (db.timeutil.Duration), not to_json's bare seconds.
+        return iso_duration(value)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
