@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import panel as pn
 import param
+from bokeh.models import CustomJS
 from panel.custom import JSComponent
 from sqlalchemy import Connection
 
@@ -172,6 +173,7 @@ class TopBar(JSComponent):
     page = param.String(default="")
     who = param.String(default="")
     server_live = param.Boolean(default=True)
+    beat_ms = param.Integer(default=HEARTBEAT_MS, doc="How often the server says it is alive.")
     as_of = param.String(default="", doc="ISO time the page's data was first read.")
     nav = param.List(default=[])
 
@@ -206,6 +208,7 @@ PAGE_CSS = """
 body { font-family: system-ui, sans-serif; }
 .bk-btn, button { min-height: 40px; }
 .view-title h1 { font-size: 1.4em; margin: 8px 0 4px; }
+:host(.fleet-stale) .live-view { filter: grayscale(1); opacity: .55; }
 """
 
 
@@ -255,6 +258,13 @@ class Shell:
             state.credentials.unwatch(watch)
 
         pn.state.on_session_destroyed(destroyed)
+        # Bokeh says at once when the page's socket closes; the bar turns that into the
+        # banner and its probing (Bokeh's own notice is off: the bar says it in our words).
+        doc.config.notify_connection_status = False
+        doc.js_on_event(
+            "connection_lost",
+            CustomJS(code="window.dispatchEvent(new CustomEvent('fleet-connection-lost'))"),
+        )
         pn.state.add_periodic_callback(self._heartbeat, period=HEARTBEAT_MS)
 
     def _heartbeat(self) -> None:
@@ -311,6 +321,9 @@ class Shell:
         title = pn.pane.HTML(
             f"<h1>{html.escape(self.view.title)}</h1>", css_classes=["view-title"], margin=(0, 10)
         )
-        return pn.Column(
-            self.bar, title, self.view, sizing_mode="stretch_width", stylesheets=[PAGE_CSS]
+        # The view in a box of its own: while the server is away the bar greys it (the page's
+        # root carries `fleet-stale`, see topbar.js), the bar itself stays readable.
+        content = pn.Column(
+            title, self.view, css_classes=["live-view"], sizing_mode="stretch_width"
         )
+        return pn.Column(self.bar, content, sizing_mode="stretch_width", stylesheets=[PAGE_CSS])

@@ -1,9 +1,17 @@
-const STALE_MS = 6000;
+// The banner across the page while the server is away (outside the bar's shadow root).
+const PAGE_CSS = `
+.fleet-banner { position: sticky; top: 0; z-index: 2000; padding: 10px 14px; font: 600 15px system-ui, sans-serif;
+  color: #fff; background: #9d0019; text-align: center; }
+.fleet-banner[data-why=offline] { background: #5a5a5a; }
+`;
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   if (text !== undefined) e.textContent = text;
   return e;
+}
+function hm(ms) {
+  return new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 }
 function hhmm(iso) {
   if (!iso) return "-";
@@ -53,30 +61,67 @@ export function render({ model, el: root }) {
   const toasts = el("div", {class: "toasts", "aria-live": "polite"});
   root.append(bar, toasts);
 
+  // Silence this long (two beats and a second) means the server is gone even if no socket
+  // said so; a socket that closes says so at once (Bokeh's connection_lost, see shell.py).
+  const STALE_MS = 2 * model.beat_ms + 1000;
   let lastBeat = Date.now();
+  let lostAt = null;  // when the socket closed, if Bokeh told us
+  let downSince = null;  // when the page first knew the server was away
   let serverLive = model.server_live;
   let asOf = model.as_of;
   let probing = false;
+  let probedAt = 0;
   let failures = 0;
+  const banner = el("div", {class: "fleet-banner", role: "alert", hidden: ""});
+  if (!document.getElementById("fleet-page-css")) {
+    const css = el("style", {id: "fleet-page-css"}, PAGE_CSS);
+    document.head.append(css);
+  }
+  document.body.prepend(banner);
+  // The page's outermost element (past every shadow root): its stylesheet greys the view.
+  function pageRoot() {
+    let node = root;
+    while (node.getRootNode() instanceof ShadowRoot) node = node.getRootNode().host;
+    return node;
+  }
+  window.addEventListener("fleet-connection-lost", () => {
+    if (lostAt === null) lostAt = Date.now();
+    show();
+  });
   function show() {
     let state = "live";
-    const stale = Date.now() - lastBeat > STALE_MS;
-    if (!navigator.onLine || (stale && failures >= 2)) state = "offline";
-    else if (stale || !serverLive) state = "reconnecting";
+    const now = Date.now();
+    const lost = lostAt !== null || now - lastBeat > STALE_MS;
+    if (!navigator.onLine) state = "offline";
+    else if (lost && failures >= 1) state = "unreachable";
+    else if (lost || !serverLive) state = "reconnecting";
     conn.dataset.state = state;
-    label.textContent = state;
+    label.textContent = state === "unreachable" ? "server unreachable" : state;
     fresh.textContent = " · data as of " + hhmm(asOf);
     fresh.dataset.asOf = asOf;
-    if (stale && !probing) probe();
+    const away = state === "offline" || state === "unreachable";
+    if (away && downSince === null) downSince = lostAt ?? Math.min(now, lastBeat + 2 * model.beat_ms);
+    if (!away && !lost) downSince = null;
+    banner.hidden = !away;
+    banner.dataset.why = state;
+    if (away) {
+      const what = state === "offline" ? "Offline (no network)" : "Server unreachable";
+      banner.textContent = `${what} since ${hm(downSince)}: showing data as of ${hm(asOf)}; reconnecting`;
+    }
+    pageRoot().classList.toggle("fleet-stale", away);
+    if (lost && navigator.onLine && !probing && now - probedAt >= 1000) probe();
   }
   async function probe() {
     probing = true;
+    probedAt = Date.now();
     try {
-      const r = await fetch("/healthz", {cache: "no-store"});
+      const r = await fetch("/healthz", {cache: "no-store", signal: AbortSignal.timeout(3000)});
+      // Back: a fresh page is a fresh session, with everything that changed meanwhile.
       if (r.ok) { conn.dataset.state = "catching-up"; label.textContent = "catching up"; location.reload(); return; }
       failures += 1;
     } catch (e) { failures += 1; }
     probing = false;
+    show();
   }
   model.on("msg:custom", (msg) => {
     if (msg.signed_out) {
