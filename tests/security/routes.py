@@ -134,16 +134,17 @@ class Schemas:
             return "sweep"
         return None
 
-    def string_fields(self, schema: dict[str, Any], at: tuple = ()) -> Iterator[tuple]:
-        """Yield the path (keys and list indexes) of every string field in an example."""
-        s = self.resolve(schema)
-        if s.get("type") == "string" and "enum" not in s:
-            yield at
-        elif s.get("type") == "array":
-            yield from self.string_fields(s.get("items", {}), (*at, 0))
-        elif s.get("type") == "object" or "properties" in s:
-            for k, v in s.get("properties", {}).items():
-                yield from self.string_fields(v, (*at, k))
+
+def string_leaves(value: Any, at: tuple = ()) -> Iterator[tuple]:
+    """Yield the path (keys and list indexes) of every string in an example value."""
+    if isinstance(value, str):
+        yield at
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from string_leaves(item, (*at, i))
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            yield from string_leaves(item, (*at, k))
 
 
 def with_value(body: Any, at: tuple, value: Any) -> Any:
