@@ -65,7 +65,7 @@ MEANING = {
     400: "The body is not JSON, or a header is malformed (the problem says which)",
     401: "No valid credentials: sign in, or send a bearer token",
     403: "Your role may not do this, or a signed-in browser's write lacks its CSRF token",
-    404: "Nothing has the id in the path",
+    404: "Nothing has the id given in the path or a query parameter",
     409: "Conflicts with the current state: reload and try again",
     422: "Invalid input: the problem names the field and says how to fix it",
     429: "Too many requests: wait the seconds in Retry-After",
@@ -120,7 +120,11 @@ def _describe(op: dict[str, Any], route: RouteContext, method: str) -> None:
         statuses |= {401, 403} if route.path in SELF_AUTHENTICATED else {401, 403, 429}
     if route.path == "/api/auth/token":
         statuses.add(429)  # sign-in attempts are throttled per username and address
-    if route.dependant.path_params:
+    if route.dependant.path_params or any(
+        # A filter by id (?location_id=) names something that may not exist: 404 naming it.
+        p.alias.endswith("_id")
+        for p in route.dependant.query_params
+    ):
         statuses.add(404)
     if route.body_field is not None:
         statuses |= {400, 422}  # 400: the body is not JSON at all

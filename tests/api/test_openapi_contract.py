@@ -146,3 +146,15 @@ def test_overdue_by_has_one_form_in_the_api_and_the_cli(
     for category in categories:
         assert RFC3339_DURATION.match(category["prep_buffer"]), category
         assert RFC3339_DURATION.match(category["grace_period"]), category
+
+
+def test_a_filter_by_id_documents_the_404_it_can_give(api, document):
+    for path, method, op in _operations(document):
+        ids = [
+            p for p in op.get("parameters", ()) if p["in"] == "query" and p["name"].endswith("_id")
+        ]
+        if ids:
+            assert "404" in op["responses"], (method, path, [p["name"] for p in ids])
+    with api.client("agent") as c:
+        r = c.get("/api/availability/realtime", params={"location_id": 999_999})
+    assert r.status_code == 404 and r.json()["field"] == "location"
