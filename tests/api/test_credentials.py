@@ -227,3 +227,31 @@ def test_pages_carry_no_cookie_or_authorization_in_their_session_token(api):
                 assert not headers & {"cookie", "authorization", "x-csrf-token"}, path
     finally:
         c.close()
+
+
+def test_signing_out_ends_the_browser_sessions_stream_at_once(api):
+    c = api.login("agent")
+    try:
+        csrf = c.cookies["fleet_csrf"]
+        seen: dict = {"frames": []}
+        with c.stream(
+            "GET", "/api/availability/events", headers={"Origin": api.url}, timeout=PROMISE + 5
+        ) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            while next(lines) != "":  # the stream is open once its first frame has arrived
+                pass
+            with httpx.Client(base_url=api.url, cookies=c.cookies) as other_tab:
+                assert other_tab.post("/logout", data={"csrf": csrf}).status_code == 303
+            t0 = time.monotonic()
+            for line in lines:
+                if line.startswith("event:"):
+                    seen["frames"].append(line.split(":", 1)[1].strip())
+                if line.startswith("data:") and seen["frames"][-1:] == ["unauthorized"]:
+                    seen["message"] = json.loads(line[5:])
+            after = time.monotonic() - t0
+    finally:
+        c.close()
+    assert seen["frames"][-1] == "unauthorized"
+    assert seen["message"]["reason"] == "you signed out"
+    assert after <= PROMISE
