@@ -43,7 +43,8 @@ class RequestContext:
         rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex[:16]
         scope.setdefault("state", {})["request_id"] = rid
         token = logs.request_id.set(rid)
-        path = scope["path"]
+        # A path may hold lone surrogates (undecodable %-escapes): logged escaped, never raw.
+        path = scope["path"].encode("utf-8", "backslashreplace").decode("utf-8")
         counted = scope["type"] == "http" and not path.startswith(STREAM_PATHS)
         status = {"code": 0}
         start = time.perf_counter()
