@@ -20,6 +20,7 @@ from api.middleware import PageSignIn, RequestContext
 from api.routes import ROUTERS
 from api.routes.counter import mount_counter
 from api.streams import Broadcaster
+from api.workers import on_exit_signal
 from db.database import libpq_url, make_engine, resolve_url
 from fleet.settings import Settings, get_settings
 
@@ -56,6 +57,9 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         broadcaster = Broadcaster(engine, libpq_url(url), settings.stream_queue_size)
         app.state.broadcaster = broadcaster
         await broadcaster.start()
+        # uvicorn waits for open responses before this lifespan's stop, and streams never end
+        # by themselves: end them as the exit signal comes, so shutdown takes no grace period.
+        undo_signal = on_exit_signal(broadcaster.close)
         credentials = CredentialWatch(
             engine,
             interval=settings.credential_check_seconds,
@@ -72,6 +76,8 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         try:
             yield
         finally:
+            undo_signal()
+            broadcaster.close()
             await credentials.stop()
             await broadcaster.stop()
             await asyncio.to_thread(engine.dispose)

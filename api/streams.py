@@ -104,6 +104,10 @@ class Subscriber:
     def end(self, reason: str) -> None:
         """The credential that opened this stream ended: wake the stream so it closes."""
         self.ended = reason
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the stream look at its state (ended, server closing) now."""
         # A wake-up only (seq 0 is never sent); a full queue wakes the stream anyway.
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait({"type": "wake", "seq": 0})
@@ -130,6 +134,8 @@ class Broadcaster:
         self.queue_size = queue_size
         self.last_seq = 0
         self.connected = False
+        # The server is shutting down: every stream ends, so clients resume elsewhere.
+        self.closing = False
         self.subscribers: set[Subscriber] = set()
         self.listeners: set[Callable[[list[dict[str, Any]]], None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -144,6 +150,12 @@ class Broadcaster:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    def close(self) -> None:
+        """End every stream now (the server is stopping); new ones end at once too."""
+        self.closing = True
+        for sub in self.subscribers:
+            sub.wake()
 
     def _latest(self) -> int:
         with self.engine.connect() as conn:
@@ -318,6 +330,8 @@ async def follow(
             sent = cut
         next_beat = time.monotonic() + heartbeat
         while True:
+            if broadcaster.closing:
+                return
             if sub.ended is not None:
                 yield {"type": "unauthorized", "seq": sent, "reason": sub.ended}
                 return

@@ -32,6 +32,7 @@ DATABASE_DOWN = (DBAPIError, psycopg.Error)
 UNAVAILABLE = 4503
 UNAVAILABLE_REASON = "the database is unavailable: reconnect and resume from your last seq"
 RETRY_MS = 2000
+SHUTDOWN_REASON = "the server is restarting: reconnect and resume from your last seq"
 router = APIRouter(prefix="/api/availability", tags=["real-time"])
 
 # Beyond this many events a client is better served by a fresh snapshot than a replay.
@@ -160,6 +161,10 @@ async def realtime_socket(
             if message["type"] == "unauthorized":
                 await websocket.close(code=4401, reason=message["reason"][:120])
                 break
+        else:
+            if app.state.broadcaster.closing:
+                # 1012 "service restart": reconnect (to another process) and resume.
+                await websocket.close(code=1012, reason=SHUTDOWN_REASON)
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     except DATABASE_DOWN:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -21,10 +23,8 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the dashboard pages, the REST API and the live streams in one server."""
-    import uvicorn
-
-    from api.app import create_app
     from api.security import secret_key
+    from api.workers import server_options
 
     settings = get_settings()
     with reporting():
@@ -41,25 +41,23 @@ def serve(
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     out = console()
     out.print(f"fleet: serving on http://{shown}:{port}/  (API docs: /api/docs)")
-    options = dict(
-        host=host,
-        port=port,
-        log_config=None,
-        ws_per_message_deflate=True,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        timeout_graceful_shutdown=3,
-        proxy_headers=True,
-    )
     if workers == 1:
-        uvicorn.run(create_app(settings.model_copy(update={"database_url": url})), **options)
-    else:
-        # Workers are fresh processes that read settings from the environment; hand them the
-        # database this process resolved (the embedded server is started once, here).
-        import os
+        import uvicorn
 
-        os.environ["FLEET_DATABASE_URL"] = url
-        uvicorn.run("api.app:factory", factory=True, workers=workers, **options)
+        from api.app import create_app
+
+        uvicorn.run(
+            create_app(settings.model_copy(update={"database_url": url})),
+            **server_options(host, port),
+        )
+        return
+    # Spawned workers re-import the main module before they answer uvicorn's health ping;
+    # this one pulls in the whole CLI (pandas, polars, Prefect: 1.5 s of CPU each). Become
+    # the light supervisor instead: same PID, so signals and process groups stay as they were.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    command = [sys.executable, "-m", "api.workers", "--host", host, "--port", str(port)]
+    os.execv(sys.executable, [*command, "--workers", str(workers)])
 
 
 def openapi(
