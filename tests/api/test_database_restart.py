@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -68,6 +70,7 @@ def own_database(tmp_path):
         seq = c.execute(text("SELECT coalesce(max(seq), 0) FROM availability_events")).scalar()
     server = ServerThread(create_app(server_settings(url, tmp_path), pages=False), free_port())
     server.start()
+    opts = shlex.split((data_dir / "pg" / "postmaster.opts").read_text())
     try:
         yield SimpleNamespace(
             pgdata=data_dir / "pg", server=server, engine=engine, vehicle=v, token=token, seq=seq
@@ -75,6 +78,10 @@ def own_database(tmp_path):
     finally:
         server.stop()
         engine.dispose()
+        # Started again by pg_ctl, the server is no longer the wheel's to clean up: stop it.
+        with contextlib.suppress(Exception):
+            _pg_ctl(data_dir / "pg", "stop", opts)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _next_event(ws, timeout: float) -> dict:
