@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import text
 
 from dashboard.feeds import describe
@@ -10,16 +12,15 @@ from tests.dashboard.conftest import sign_in
 
 
 def _maintenance_file(plates: list[str]) -> bytes:
+    # Jobs a month ahead: inside the feeds' plausible window whatever today is.
+    day = (datetime.now(UTC) + timedelta(days=30)).date()
     lines = ["external_id,version,updated_at,event,plate,location,starts_at,ends_at,description"]
-    for i, plate in enumerate(plates):
+    for i, plate in enumerate([*plates, "NO SUCH CAR"]):
+        at = day + timedelta(days=i)
         lines.append(
-            f"WS-PAGE-{i},1,2026-11-19T00:15+01:00,scheduled,{plate},BER1,"
-            f"2030-01-0{i + 1}T08:00+01:00,2030-01-0{i + 1}T14:00+01:00,brake check"
+            f"WS-PAGE-{i if plate != 'NO SUCH CAR' else 'BAD'},1,2026-11-19T00:15+01:00,"
+            f"scheduled,{plate},BER1,{at}T08:00+01:00,{at}T14:00+01:00,brake check"
         )
-    lines.append(
-        "WS-PAGE-BAD,1,2026-11-19T00:15+01:00,scheduled,NO SUCH CAR,BER1,"
-        "2030-01-05T08:00+01:00,2030-01-05T14:00+01:00,brake check"
-    )
     return ("\n".join(lines) + "\n").encode()
 
 
