@@ -94,6 +94,36 @@ def _next_event(ws, timeout: float) -> dict:
 
 
 @pytest.mark.slow
+def test_server_follows_events_across_a_database_restart(own_database):
+    db = own_database
+    reader = ResumingWsReader(db.server.url, db.token, since=db.seq)
+    try:
+        reader.connect()
+        _restart(db.pgdata)
+        headers = {"Authorization": f"Bearer {db.token}"}
+        deadline = time.monotonic() + 30
+        while True:
+            r = httpx.put(
+                f"{db.server.url}/api/vehicles/{db.vehicle.id}/status",
+                json={"status": "cleaning", "reason": "after restart"},
+                headers=headers,
+            )
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            assert r.status_code == 503  # while the database is away: a clear 503, no 500
+            time.sleep(0.3)
+        assert r.status_code == 200, r.text
+        reader.read(5)
+        ready = httpx.get(f"{db.server.url}/readyz").json()
+    finally:
+        reader.drop()
+    assert [(m["vehicle_id"], m["data"]["status"]) for m in reader.events] == [
+        (db.vehicle.id, "cleaning")
+    ]
+    assert ready["checks"]["listener"] is True
+
+
+@pytest.mark.slow
 def test_after_a_database_outage_the_first_request_works_and_streams_resume_within_2_s(
     own_database,
 ):
@@ -146,47 +176,3 @@ def test_streams_refuse_a_cursor_ahead_of_the_newest_event_with_reload(own_datab
         db.server.url, db.token, last_event_id=ahead, until=lambda e: False, timeout=5
     )
     assert kinds[-1] == "reload" and events == []
-
-
-@pytest.mark.slow
-def test_server_follows_events_across_a_database_restart(tmp_path):
-    data_dir = Path(tempfile.mkdtemp(prefix="fleet-restart-"))
-    start_embedded(data_dir, cleanup_mode="delete")
-    url = resolve_url(None, data_dir)
-    engine = make_engine(url, pool_pre_ping=True)
-    with engine.begin() as c:
-        migrate.upgrade(c)
-        world = build_world(c)
-        v = add_vehicle(c, world, "B RS 1")
-        token = auth.issue_token(
-            c, user_id=world.agent.id, kind="api", lifetime=timedelta(hours=1)
-        ).token
-    with engine.connect() as c:  # numbered at commit, so read after it
-        seq = c.execute(text("SELECT coalesce(max(seq), 0) FROM availability_events")).scalar()
-    server = ServerThread(create_app(server_settings(url, tmp_path), pages=False), free_port())
-    server.start()
-    reader = ResumingWsReader(server.url, token, since=seq)
-    try:
-        reader.connect()
-        _restart(data_dir / "pg")
-        headers = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 30
-        while True:
-            r = httpx.put(
-                f"{server.url}/api/vehicles/{v.id}/status",
-                json={"status": "cleaning", "reason": "after restart"},
-                headers=headers,
-            )
-            if r.status_code == 200 or time.monotonic() > deadline:
-                break
-            assert r.status_code == 503  # while the database is away: a clear 503, no 500
-            time.sleep(0.3)
-        assert r.status_code == 200, r.text
-        reader.read(5)
-        ready = httpx.get(f"{server.url}/readyz").json()
-    finally:
-        reader.drop()
-        server.stop()
-        engine.dispose()
-    assert [(m["vehicle_id"], m["data"]["status"]) for m in reader.events] == [(v.id, "cleaning")]
-    assert ready["checks"]["listener"] is True
