@@ -159,7 +159,9 @@ def test_offline_changes_replay_once_and_a_lost_one_is_put_to_the_user(browser, 
 
         context.set_offline(False)
         conflict = page.locator(".conflict", has_text=c_.plate)
-        conflict.wait_for(timeout=15_000)
+        # Three changes go out one after another, then the board is read again: on a busy
+        # machine that can take a while.
+        conflict.wait_for(timeout=30_000)
         assert "maintenance" in conflict.locator(".theirs").inner_text()
         assert "cleaning" in conflict.locator(".mine").inner_text()
         page.locator(".banner").wait_for(state="hidden", timeout=10_000)
