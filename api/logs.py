@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -14,6 +16,23 @@ class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes, not when the handler was made.
+
+    Whoever swaps stderr (a test runner's capture, a daemon's redirect) and later closes the
+    old one would otherwise get a "--- Logging error ---" traceback per line from a server
+    thread still running.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,7 +56,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(fmt: str = "text", level: str = "INFO") -> None:
     """Send fleet and uvicorn logs to stderr in the chosen format."""
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 from api.streams import Broadcaster, follow, sse_frame
+from tests.aio import run_async
 
 
 def _message(seq: int, vehicle_id: int = 1, location_id: int = 1) -> dict:
@@ -40,7 +40,7 @@ def test_a_stuck_client_is_told_to_reload_and_never_holds_more_than_its_queue(en
         assert b.subscribers == set()  # unsubscribed when the stream ends
         return got
 
-    hello, reload = asyncio.run(run())
+    hello, reload = run_async(run())
     assert hello == {"type": "hello", "seq": 100, "heartbeat": 30}
     assert reload["type"] == "reload" and reload["seq"] == 119
 
@@ -60,7 +60,7 @@ def test_fast_clients_keep_receiving_while_a_slow_one_overflows(engine):
         await fast.aclose()
         return seen
 
-    assert asyncio.run(run()) == list(range(101, 113))
+    assert run_async(run()) == list(range(101, 113))
 
 
 def test_location_filter_and_heartbeat(engine):
@@ -73,7 +73,7 @@ def test_location_filter_and_heartbeat(engine):
         await stream.aclose()
         return out
 
-    event, beat = asyncio.run(run())
+    event, beat = run_async(run())
     assert event["seq"] == 102
     assert beat["type"] == "heartbeat" and beat["seq"] == 102
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from db import conflicts, demo, overdue
+from tests.aio import run_async  # noqa: F401 - the page tests' way to await a view
 from tests.api.conftest import api, live_server  # noqa: F401 - shared server fixtures
 
 # One Chromium for the whole run (tests/browser.py): the dashboard's and the counter app's.
@@ -54,19 +55,6 @@ def screenshot(page, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     return target
-
-
-def run_async(coro):
-    """Run a coroutine to the end on its own loop in a worker thread.
-
-    Playwright's sync API keeps an event loop running in the main thread once a browser test
-    has run, so `asyncio.run` there would refuse.
-    """
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 @pytest.fixture
