@@ -1,0 +1,1 @@
+"""Network-cut harness: PostgreSQL, two servers and clients on hosts of their own (ip netns)."""
