@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run pipeline test lint format bench clean-data install install-dev browser screenshots
+.PHONY: run pipeline test test-fast lint format bench clean-data install install-dev browser screenshots
 
 # Debian's python3 ships without venv; install it from the package manager when missing.
 $(BIN)/python:
@@ -54,11 +54,20 @@ browser:
 	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
+# The suite runs across the cores (pytest-xdist): each worker has its own database and test
+# server; whole files go to one worker, so a file's shared fixtures are set up once.
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 ## make test: venv with dev extras, lint, the whole suite with coverage of the engine.
 test: $(DEV_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90
+	$(BIN)/pytest $(PYTEST_PARALLEL) --cov --cov-report=term --cov-fail-under=90
+
+## make test-fast: the inner loop, without the slow and the browser tests (CI runs them all).
+test-fast: $(DEV_STAMP)
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow and not browser" -q
 
 ## make screenshots: refresh docs/screenshots/ (every view over a demo fleet, in Chromium).
 screenshots: $(DEV_STAMP) browser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from db import fleet, migrate
 from db.database import make_engine, sqlalchemy_url, start_embedded
@@ -25,6 +27,13 @@ DATA_TABLES = (
     " vehicle_status_log, vehicle_status_realtime, blocks, vehicles, customers, users,"
     " vehicle_categories, locations"
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that drives Chromium `browser`, so the inner loop can leave them out."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
 
 
 def _server_url() -> str:
@@ -77,15 +86,31 @@ def conn(engine: Engine) -> Iterator[Connection]:
             trans.rollback()
 
 
+def empty_tables(engine: Engine, tables: str, *, restart_identity: bool = False) -> None:
+    """TRUNCATE, retried: a test server's page or stream may still be reading, and the two can
+    deadlock (the suite's workers each keep a server running for their later tests)."""
+    for attempt in range(5):
+        try:
+            with engine.begin() as c:
+                c.execute(text("SET LOCAL lock_timeout = '5s'"))
+                # The event sequence keeps counting: a running test server remembers what it
+                # sent, and a rewound sequence would look like a restored database to it.
+                seq = c.execute(text("SELECT last_value FROM availability_events_seq_seq")).scalar()
+                restart = " RESTART IDENTITY" if restart_identity else ""
+                c.execute(text(f"TRUNCATE {tables}{restart} CASCADE"))
+                c.execute(text("SELECT setval('availability_events_seq_seq', :v)"), {"v": seq})
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def committed(engine: Engine) -> Iterator[Engine]:
     """For tests that need real commits (concurrency): data tables are emptied afterwards."""
     yield engine
-    with engine.begin() as c:
-        # The event sequence keeps counting: a running test server remembers what it sent.
-        seq = c.execute(text("SELECT last_value FROM availability_events_seq_seq")).scalar()
-        c.execute(text(f"TRUNCATE {DATA_TABLES} RESTART IDENTITY CASCADE"))
-        c.execute(text("SELECT setval('availability_events_seq_seq', :v)"), {"v": seq})
+    empty_tables(engine, DATA_TABLES, restart_identity=True)
 
 
 @dataclass

@@ -13,13 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
 from api.app import create_app
 from db import auth, fleet
 from fleet.settings import Settings
-from tests.conftest import DATA_TABLES, World, add_vehicle, build_world
+from tests.conftest import DATA_TABLES, World, add_vehicle, build_world, empty_tables
 
 PASSWORD = "correct-horse-battery"
 # Identity columns are not restarted: a running server remembers the event sequence it sent.
@@ -77,20 +76,6 @@ def server_settings(database_url: str, data_dir: Path, **overrides) -> Settings:
     )
     base.update(overrides)
     return Settings(**base)
-
-
-def empty_tables(engine: Engine, tables: str) -> None:
-    """TRUNCATE, retried: an open page may still be reading, and the two can deadlock."""
-    for attempt in range(5):
-        try:
-            with engine.begin() as c:
-                c.execute(text("SET LOCAL lock_timeout = '5s'"))
-                c.execute(text(f"TRUNCATE {tables} CASCADE"))
-            return
-        except OperationalError:
-            if attempt == 4:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

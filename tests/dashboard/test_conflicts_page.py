@@ -117,7 +117,8 @@ def test_feed_collision_is_listed_and_its_blocking_booking_moved(browser, api, e
     context, page = sign_in(browser, api, "agent", "/conflicts")
     try:
         card = page.locator(".conflict.source-feed")
-        card.wait_for(timeout=WAIT)
+        # The card comes first, its text a moment later on a busy machine.
+        card.get_by_text("maintenance/W-42").first.wait_for(timeout=WAIT)
         text = card.locator(".card").inner_text()
         assert "Feed collision" in text and "maintenance/W-42" in text
         assert f"reservation #{in_the_way.id} for Bob Meyer" in text
