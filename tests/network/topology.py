@@ -160,7 +160,7 @@ class Lab:
         self, role: str, cmd: list[str], log: Path, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         """Start cmd on a host; its output goes to `log` (read it when something fails)."""
-        out = log.open("ab")
+        out = log.open("wb")
         self.logs.append(out)
         proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns(role), *cmd],
