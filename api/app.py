@@ -68,6 +68,10 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         credentials.also_check(app.state.token_cache.token_ids)
         app.state.credentials = credentials
         await credentials.start()
+        if pages:
+            from dashboard.app import import_views
+
+            await asyncio.to_thread(import_views)
         # Panel and Bokeh leave ~250k long-lived objects; a full collection walking them all
         # stalled every stream for 70-80 ms. Frozen, the collector skips them.
         gc.collect()

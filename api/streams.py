@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from api import metrics
 from api.credentials import CredentialWatch
 from api.security import Principal
+from db.database import LISTENER_KEEPALIVES
 from db.events import CHANNEL, EVENT_COLUMNS, events_since, latest_seq, to_json
 
 log = logging.getLogger("fleet.streams")
@@ -180,8 +181,9 @@ class Broadcaster:
                     self.libpq_url,
                     autocommit=True,
                     row_factory=dict_row,
-                    connect_timeout=5,
+                    connect_timeout=2,
                     application_name="fleet-listener",
+                    **LISTENER_KEEPALIVES,
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.connected = True

@@ -86,8 +86,33 @@ def ensure_database(server_url: str, name: str) -> None:
         admin.dispose()
 
 
+# A database that vanished without a word (a cut cable, a dead VM, a failover) is noticed in
+# seconds instead of after the kernel's two hours: TCP keepalives, and a user timeout for data
+# sent but never acknowledged. libpq ignores both on a Unix socket (the embedded server).
+KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 5_000,
+}
+# The event listener waits on one connection for NOTIFYs: a cut must end it within ~2 s, so
+# the server says "not live" and, once the link is back, resumes at once on a new connection
+# (a kept one would wait out TCP's retransmission backoff first: 5 s after a 10 s cut).
+LISTENER_KEEPALIVES: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 1,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 2_000,
+}
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
-    """Create an engine on the psycopg 3 driver with sane pool settings."""
+    """Create an engine on the psycopg 3 driver with sane pool settings and TCP keepalives."""
     options: dict[str, object] = {"pool_pre_ping": True, "future": True}
     options.update(kwargs)
+    connect_args = dict(KEEPALIVES)
+    connect_args.update(options.pop("connect_args", None) or {})  # type: ignore[call-overload]
+    options["connect_args"] = connect_args
     return create_engine(sqlalchemy_url(url), **options)

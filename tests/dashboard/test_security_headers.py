@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from api.app import create_app
@@ -96,3 +98,30 @@ def test_the_counter_app_runs_under_its_policy_without_a_violation(browser, api)
             assert seen == [], f"{screen}: {seen}"
     finally:
         context.close()
+
+
+def test_hashed_scripts_are_kept_for_a_year_other_assets_an_hour_data_never(api):
+    c = api.login("agent")
+    try:
+        page = c.get("/board")
+        assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page.text)
+        hashed = [a for a in assets if "v=" in a]
+        plain = [a for a in assets if "v=" not in a]
+        assert hashed and plain, assets
+        for path in hashed:
+            r = c.get(f"/{path}")
+            assert r.status_code == 200
+            assert r.headers["cache-control"] == "private, max-age=31536000, immutable"
+        r = c.get(f"/{plain[0]}")
+        assert r.headers["cache-control"] == "private, max-age=3600"
+        missing = c.get("/static/js/no-such-file.js?v=1")
+        data = c.get("/api/auth/me")
+    finally:
+        c.close()
+    # A missing file must not be remembered as missing for a year; pages and data are fresh.
+    assert "immutable" not in missing.headers.get("cache-control", "")
+    assert "max-age" not in page.headers.get("cache-control", "")
+    assert "max-age" not in data.headers.get("cache-control", "")
+    # Signed-out browsers get no asset at all (and nothing cached for them).
+    anonymous = httpx.get(f"{api.url}/{hashed[0]}", follow_redirects=False)
+    assert anonymous.status_code == 303 and "cache-control" not in anonymous.headers
