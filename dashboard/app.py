@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
+import panel as pn
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from panel.io.fastapi import add_applications
 
 from dashboard import pagesocket
@@ -31,6 +33,9 @@ TITLES = {path: label for path, label, _ in NAV}
 # The page learns who is signed in from the server's own check (api.security.page_principal).
 SESSION_TOKEN_COOKIES: list[str] = []
 SESSION_TOKEN_EXCLUDED_HEADERS = ["Cookie", "Authorization", "Proxy-Authorization", "X-Csrf-Token"]
+# In every page's head: reloads a page whose live document never arrived (see the file).
+PAGE_BOOT = Path(__file__).parent / "assets" / "pageboot.js"
+PAGE_BOOT_URL = "/page-boot.js"
 
 
 def view_class(spec: str) -> type[View]:
@@ -56,6 +61,12 @@ def mount_pages(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/board", status_code=303)
+
+    @app.get(PAGE_BOOT_URL, include_in_schema=False)
+    def page_boot() -> FileResponse:
+        return FileResponse(PAGE_BOOT, media_type="text/javascript")
+
+    pn.config.js_files = {**pn.config.js_files, "fleet_page_boot": PAGE_BOOT_URL}
 
     # The printable QR label sheets: plain HTML, behind the same page sign-in.
     from dashboard import labels
