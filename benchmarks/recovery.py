@@ -80,17 +80,20 @@ def bar_state(page: Any) -> tuple[str | None, str | None]:
     )
 
 
-def live_mark(page: Any, since_epoch: float) -> float:
-    """Seconds from `since_epoch` (time.time()) to the page's own `fleet-live` mark."""
-    at = page.evaluate(
+def live_mark(page: Any, since_epoch: float) -> tuple[float, float]:
+    """Seconds from `since_epoch` (time.time()) to the page's HTML having arrived, and to its
+    own `fleet-live` mark: the first is the server's share, the rest the browser's."""
+    html, live = page.evaluate(
         """() => {
           const m = performance.getEntriesByName('fleet-live')[0];
-          return m ? performance.timeOrigin + m.startTime : null;
+          const n = performance.getEntriesByType('navigation')[0];
+          const at = (t) => performance.timeOrigin + t;
+          return [n ? at(n.responseEnd) : null, m ? at(m.startTime) : null];
         }"""
     )
-    if at is None:
+    if live is None or html is None:
         raise RuntimeError(f"{page.url} is live but has no fleet-live mark")
-    return at / 1000 - since_epoch
+    return html / 1000 - since_epoch, live / 1000 - since_epoch
 
 
 def wait_each(pages: list[Any], done, started: float, timeout: float) -> list[float | None]:
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="fleet-recovery-"))
     detect: list[float] = []
     recover: list[float] = []
+    html: list[float] = []
     missed = 0
     with bench_database(args.database_url, "fleet_bench_recovery", keep=args.keep) as db:
         if db.fresh:
@@ -188,10 +192,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 live = wait_each(pages, caught_up(before), back, 60)
                 # The page marks the moment it first shows live data (topbar.js): exact, where
                 # polling a dozen pages in turn would add its own round of delay.
-                live = [
+                marks = [
                     live_mark(pg, back_epoch) if t is not None else None
                     for pg, t in zip(pages, live, strict=True)
                 ]
+                html += [m[0] for m in marks if m is not None]
+                live = [m[1] if m is not None else None for m in marks]
                 detect += [s for s in seen if s is not None]
                 recover += [s for s in live if s is not None]
                 missed += sum(s is None for s in seen) + sum(s is None for s in live)
@@ -207,11 +213,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         engine.dispose()
         where = machine(db.admin, db.where)
-    return {"detect": detect, "recover": recover, "missed": missed, "where": where}
+    return {
+        "detect": detect,
+        "recover": recover,
+        "html": html,
+        "missed": missed,
+        "where": where,
+    }
 
 
 def section(result: dict[str, Any], args: argparse.Namespace) -> str:
-    d, r = pct(result["detect"]), pct(result["recover"])
+    d, r, h = pct(result["detect"]), pct(result["recover"]), pct(result["html"])
     return "\n".join([
         BEGIN,
         "## Dashboard pages through a server restart",
@@ -228,6 +240,12 @@ def section(result: dict[str, Any], args: argparse.Namespace) -> str:
         f" {d['max']:.1f} s | {DETECT_TARGET_S:.0f} s |",
         f"| server ready → page live again with the change | {r['p50']:.1f} s | {r['p95']:.1f} s |"
         f" {r['max']:.1f} s | {RECOVER_TARGET_S:.0f} s |",
+        f"| of which: server ready → page's HTML arrived (the server's share) | {h['p50']:.1f} s |"
+        f" {h['p95']:.1f} s | {h['max']:.1f} s | |",
+        "",
+        "The rest of \"live again\" is each tab loading its scripts from the cache, opening its"
+        f" socket and drawing the document: here {args.pages} tabs share the server's cores, where"
+        " at the counters each page has a device of its own.",
         "",
         f"Pages that missed a deadline (30 s / 60 s): {result['missed']}.",
         END,
