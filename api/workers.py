@@ -1,10 +1,12 @@
 """`fleet serve --workers N`: the supervisor process and its workers' entry point.
 
-`fleet serve` checks the database, then execs `python -m api.workers` (same PID). Workers are
-spawned, and spawn re-imports the parent's main module before a worker can answer uvicorn's
-health ping: this module is that main module, so its import pulls in only the standard
-library and uvicorn, never the CLI, Prefect, polars or pandas. The app itself is built in
-`factory`, inside the worker, while its ping thread already answers.
+`fleet serve` checks the database, then execs `python -m api.workers` (same PID): this module
+imports only the standard library and uvicorn. Workers come from a fork server started once
+(multiprocessing's "forkserver"), which imports the application's code (`api.preload`:
+FastAPI, Panel, Bokeh, every page's view) before it forks the first worker. So each worker,
+the first ones and every replacement, starts with that code in memory and only builds its app
+(`factory`): spawned, each re-imported it all (2.5 s of CPU), and on a busy machine workers
+took 15 s to answer.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import asyncio
 import ctypes
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
+import select
 import signal
 import threading
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from uvicorn import Config
+from uvicorn import _subprocess as uvicorn_subprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ _ORPHAN_GRACE_SECONDS = 5.0
 # default 5 s kills such workers as hung, again and again. A worker that really hangs (its
 # GIL held for 20 s) is still replaced.
 HEALTHCHECK_SECONDS = 20
+# The supervisor's PID, in its workers' environment: what they watch to end with it.
+SUPERVISOR_ENV = "FLEET_SUPERVISOR_PID"
 
 
 def server_options(host: str, port: int) -> dict[str, Any]:
@@ -82,26 +87,39 @@ def _exit_reason(code: int | None) -> str:
 
 
 def end_with_parent() -> None:
-    """Make this spawned worker stop when its supervisor dies, even by SIGKILL."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return  # not a spawned worker (a test building the app in-process)
-    # The kernel's promise: SIGTERM to us when the parent dies, however it dies.
+    """Make this worker stop when its supervisor dies, even by SIGKILL."""
+    supervisor = int(os.environ.get(SUPERVISOR_ENV) or 0)
+    if not supervisor or supervisor == os.getpid():
+        return  # not a worker (a test building the app in-process)
+    # The kernel's promise: SIGTERM to us when our parent (the fork server, which ends when
+    # the supervisor does) dies, however it dies.
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
-    # And a watch of our own: the parent's end of the spawn pipe closes when it dies (also
-    # before prctl above, which a dead parent would never trigger), and a worker stuck in
-    # its shutdown is ended after a grace.
-    threading.Thread(target=_watch_parent, args=(parent.sentinel, parent.pid), daemon=True).start()
+    # And a watch of the supervisor itself (also if it died before prctl above, which a dead
+    # parent would never trigger); a worker stuck in its shutdown is ended after a grace.
+    try:
+        handle = os.pidfd_open(supervisor)
+    except ProcessLookupError:
+        handle = None
+    threading.Thread(target=_watch_parent, args=(handle, supervisor), daemon=True).start()
 
 
-def _watch_parent(sentinel: int, pid: int | None) -> None:
-    multiprocessing.connection.wait([sentinel])
+def _watch_parent(handle: int | None, pid: int) -> None:
+    if handle is not None:
+        select.select([handle], [], [])  # a process's pidfd becomes readable when it ends
     log.warning("supervisor [%s] is gone; worker [%s] stops", pid, os.getpid())
     os.kill(os.getpid(), signal.SIGTERM)
     threading.Event().wait(_ORPHAN_GRACE_SECONDS)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def use_fork_server() -> None:
+    """Have uvicorn start its workers from a fork server that has the app's code imported."""
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # before the fork server starts: it inherits
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["api.preload"])
+    uvicorn_subprocess.spawn = context  # type: ignore[assignment]
 
 
 def factory() -> FastAPI:
@@ -171,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         **server_options(args.host, args.port),
     )
+    use_fork_server()
     Supervisor(config, sockets=[config.bind_socket()]).run()
 
 

@@ -108,12 +108,14 @@ class Served:
             time.sleep(0.2)
 
     def workers(self) -> list[int]:
-        """The live worker processes of the supervisor."""
-        return [
+        """The live worker processes of the supervisor (children of its fork server)."""
+        processes = _processes()
+        servers = {
             pid
-            for pid, state, ppid, _ in _processes()
-            if ppid == self.proc.pid and state != "Z" and "spawn_main" in _cmdline(pid)
-        ]
+            for pid, _, ppid, _ in processes
+            if ppid == self.proc.pid and "forkserver" in _cmdline(pid)
+        }
+        return [pid for pid, state, ppid, _ in processes if ppid in servers and state != "Z"]
 
     def group(self) -> list[int]:
         """Processes of the group that still run (zombies have let go of everything)."""
