@@ -26,6 +26,7 @@ from db.database import make_engine, resolve_url, start_embedded
 from tests.api.conftest import ServerThread, free_port, server_settings
 from tests.api.streams_client import ResumingWsReader, open_ws, sse_events, ws_url
 from tests.conftest import add_vehicle, build_world
+from tests.figures import record
 
 # A busy test machine's scheduling delay on top of the promise.
 GRACE = 1.0
@@ -155,6 +156,7 @@ def test_after_a_database_outage_the_first_request_works_and_streams_resume_with
     finally:
         ws.close()
     assert event["vehicle_id"] == db.vehicle.id and event["data"]["status"] == "cleaning"
+    record("database restart: first change after it, commit to open WebSocket", [late_by])
     assert late_by <= 2.0 + GRACE, f"the stream resumed {late_by:.2f} s after the commit"
 
 

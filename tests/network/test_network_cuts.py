@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.figures import record
 from tests.network.conftest import PYTHON, Running
 
 CUT_SECONDS = 10.0
@@ -210,6 +211,14 @@ def test_streams_survive_real_network_cuts(lab: Running, capsys: pytest.CaptureF
     with capsys.disabled():  # the figures are this test's output, shown even when it passes
         sys.stdout.write("\n" + text + "\n")
     (lab.tmp / "report.txt").write_text(text + "\n")
+    figure = [v for n, v in db_rec.items() if n in on_srv1 and v is not None]
+    record("network: a server cut from the database for 10 s, its streams live again", figure)
+    figure = [v for v in cli_rec.values() if v is not None]
+    record("network: the clients' host cut from the servers for 10 s, streams live again", figure)
+    record(
+        f"network: 300 ms each way and 5 % loss for {LATENCY_SECONDS:.0f} s, commit to client",
+        slow_lag,
+    )
 
     # -- the promises ---------------------------------------------------------------------
     for n in names:
