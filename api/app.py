@@ -19,6 +19,7 @@ from api.headers import SecurityHeaders, tile_origin
 from api.middleware import PageSignIn, RequestContext
 from api.routes import ROUTERS
 from api.routes.counter import mount_counter
+from api.routes.overdue import refresh_at_start
 from api.streams import Broadcaster
 from api.workers import on_exit_signal
 from db.database import libpq_url, make_engine, resolve_url
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
         credentials.also_check(app.state.token_cache.token_ids)
         app.state.credentials = credentials
         await credentials.start()
+        # Overdue alerts from the first page on, not only after the flow's first scheduled run.
+        await asyncio.to_thread(refresh_at_start, engine, settings)
         if pages:
             from dashboard.app import import_views
 

@@ -191,7 +191,6 @@ class OverdueOut(OverdueRental):
     alert_id: int | None = Field(
         description="The open alert for this rental; null until the overdue check raised one."
     )
-    last_contact_attempt: datetime | None
     alert_notes: str | None
 
 

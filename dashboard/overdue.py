@@ -370,7 +370,7 @@ class OverdueView(View):
 
     def __init__(self, ctx: PageContext, **params: Any) -> None:
         super().__init__(ctx, **params)
-        self._thresholds = list(ctx.settings.overdue_thresholds_minutes)
+        self._thresholds = overdue.configured_thresholds(ctx.settings)
         locations = ctx.read(fleet.list_locations)
         wanted = ctx.query.get("location", "").strip().upper()
         self._where = pn.widgets.Select(

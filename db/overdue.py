@@ -6,12 +6,14 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection, text
 
 from db.errors import InvalidInput, NotFound
 from db.events import emit
+from db.notifications import MIN_OVERDUE_LEVEL
 from db.sqlfiles import query
 from db.timeutil import Duration
 
@@ -37,10 +39,47 @@ class OverdueRental(BaseModel):
     time_zone: str
     expected_return: datetime
     overdue_by: Duration
-    escalation_level: int
+    escalation_level: int = Field(
+        description="Thresholds passed (FLEET_OVERDUE_THRESHOLDS_MINUTES), never below the level"
+        " the open alert already reached: a level never goes down while its alert is open."
+    )
+    escalated: bool = Field(
+        description=f"True from level {MIN_OVERDUE_LEVEL}, the level from which e-mail,"
+        " webhooks and push notify staff."
+    )
     estimated_late_fee: Decimal
     next_block_id: int | None
     next_block_start: datetime | None
+    last_contact_attempt: datetime | None = Field(
+        description="The latest attempt to reach the customer about this rental, kept when"
+        " its alert was resolved and reopened."
+    )
+
+
+class HasThresholds(Protocol):
+    """What configured_thresholds reads: fleet.settings.Settings (the engine never imports it)."""
+
+    @property
+    def overdue_thresholds_minutes(self) -> Sequence[int]: ...
+
+
+def configured_thresholds(settings: HasThresholds) -> tuple[int, ...]:
+    """Return the escalation thresholds every surface must use, checked, from the settings.
+
+    The API, the CLI, the flow and the dashboard all call this with their settings object
+    (read once per process), so no surface falls back to DEFAULT_THRESHOLDS by omission.
+    """
+    thresholds = tuple(settings.overdue_thresholds_minutes)
+    try:
+        _check_thresholds(thresholds)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            str(exc),
+            field="overdue_thresholds_minutes",
+            hint="set FLEET_OVERDUE_THRESHOLDS_MINUTES to increasing minutes from 0,"
+            " for example [0,120,360,1440]",
+        ) from None
+    return thresholds
 
 
 def escalation_level(overdue_by: timedelta, thresholds: Sequence[int] = DEFAULT_THRESHOLDS) -> int:
@@ -59,8 +98,10 @@ def late_fee(
 ) -> Decimal:
     """Estimate the late fee: nothing within grace, then per started hour, capped per day.
 
-    Once the grace period is used up the whole lateness is charged (the grace is a courtesy,
-    not a discount); each 24 h costs at most the daily rate.
+    Once the grace period is used up the whole lateness is charged, its hours counted from the
+    due time, not from the end of grace (the grace is a courtesy, not a discount); each 24 h
+    costs at most the daily rate. `overdue_by` is elapsed time (timestamptz arithmetic), so a
+    "day" is 24 elapsed hours even when a daylight-saving change makes the local day 23 or 25.
     """
     if overdue_by <= grace_period:
         return Decimal("0.00")
@@ -86,19 +127,46 @@ def list_overdue(
     thresholds: Sequence[int] = DEFAULT_THRESHOLDS,
     location_id: int | None = None,
 ) -> list[OverdueRental]:
-    """Return open rentals past their expected return, most overdue first."""
+    """Return open rentals past their expected return, most overdue first.
+
+    Callers pass configured_thresholds(settings); the defaults are for tests and tools only.
+    """
     _check_thresholds(thresholds)
-    rows = conn.execute(query("overdue"), {"now": now, "loc": location_id}).mappings()
+    rows = [
+        dict(r) for r in conn.execute(query("overdue"), {"now": now, "loc": location_id}).mappings()
+    ]
+    alerts = _alert_memory(conn, [r["block_id"] for r in rows])
     out = []
-    for r in rows:
-        data = dict(r)
+    for data in rows:
         hourly, daily, grace = data.pop("hourly_rate"), data.pop("daily_rate"), data.pop("grace")
-        data["escalation_level"] = escalation_level(data["overdue_by"], thresholds)
+        open_level, data["last_contact_attempt"] = alerts.get(data["block_id"], (None, None))
+        level = escalation_level(data["overdue_by"], thresholds)
+        # An open alert keeps the level it reached (and announced): thresholds raised since,
+        # or a process on other settings, must not show or write a lower one.
+        data["escalation_level"] = max(level, open_level or 0)
+        data["escalated"] = data["escalation_level"] >= MIN_OVERDUE_LEVEL
         data["estimated_late_fee"] = late_fee(
             data["overdue_by"], hourly_rate=hourly, daily_rate=daily, grace_period=grace
         )
         out.append(OverdueRental.model_validate(data))
     return out
+
+
+def _alert_memory(
+    conn: Connection, block_ids: list[int]
+) -> dict[int, tuple[int | None, datetime | None]]:
+    """Per rental: the open alert's level, and the last contact attempt over all its alerts."""
+    if not block_ids:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT block_id, max(escalation_level) FILTER (WHERE resolved_at IS NULL) AS lvl,"
+            " max(last_contact_attempt) AS contact FROM overdue_vehicles"
+            " WHERE block_id = ANY(CAST(:b AS bigint[])) GROUP BY block_id"
+        ),
+        {"b": block_ids},
+    ).all()
+    return {r.block_id: (r.lvl, r.contact) for r in rows}
 
 
 class RefreshSummary(BaseModel):
@@ -118,7 +186,10 @@ def refresh_overdue(
 ) -> RefreshSummary:
     """Bring overdue_vehicles up to date; emit an event for each new or escalated alert.
 
-    An alert staff resolved stays resolved until the rental reaches a higher level.
+    An alert staff resolved stays resolved until the rental reaches a higher level. An open
+    alert's level never goes down (list_overdue keeps it), so whatever mix of callers and
+    settings refreshes, each level is crossed, announced and notified once per alert. A new
+    alert for a rental whose earlier alert was resolved keeps its last contact attempt.
     """
     # Two schedulers refreshing at once would both insert the same new alert.
     conn.execute(text("SELECT pg_advisory_xact_lock(7340035)"))
@@ -144,7 +215,8 @@ def refresh_overdue(
                 text(
                     "INSERT INTO overdue_vehicles (vehicle_id, block_id, customer_id,"
                     " expected_return, overdue_since, escalation_level, estimated_late_fee,"
-                    " refreshed_at) VALUES (:v, :b, :c, :exp, :exp, :lvl, :fee, :now)"
+                    " last_contact_attempt, refreshed_at)"
+                    " VALUES (:v, :b, :c, :exp, :exp, :lvl, :fee, :contact, :now)"
                 ),
                 {
                     "v": o.vehicle_id,
@@ -153,6 +225,7 @@ def refresh_overdue(
                     "exp": o.expected_return,
                     "lvl": o.escalation_level,
                     "fee": o.estimated_late_fee,
+                    "contact": o.last_contact_attempt,
                     "now": clock,
                 },
             )
@@ -163,7 +236,8 @@ def refresh_overdue(
             escalated += int(changed)
             conn.execute(
                 text(
-                    "UPDATE overdue_vehicles SET escalation_level = :lvl,"
+                    "UPDATE overdue_vehicles"
+                    " SET escalation_level = GREATEST(escalation_level, :lvl),"
                     " estimated_late_fee = :fee, expected_return = :exp, refreshed_at = :now"
                     " WHERE id = :id"
                 ),

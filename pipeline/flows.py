@@ -25,7 +25,7 @@ from db.conflicts import ConflictRefresh, refresh_conflicts
 from db.database import make_engine, resolve_url
 from db.errors import InvalidInput
 from db.feeds import finish_prep
-from db.overdue import RefreshSummary, refresh_overdue
+from db.overdue import RefreshSummary, configured_thresholds, refresh_overdue
 from fleet.settings import Settings
 from pipeline.materialize import MaterializeSummary, materialize_incremental
 
@@ -148,7 +148,7 @@ class AlertsRefresh(BaseModel):
 
 
 @task(name="refresh-overdue-rentals", cache_policy=NO_CACHE)
-def refresh_overdue_task(conn: Connection, thresholds: list[int]) -> RefreshSummary:
+def refresh_overdue_task(conn: Connection, thresholds: tuple[int, ...]) -> RefreshSummary:
     """Open, escalate and close overdue alerts."""
     return refresh_overdue(conn, thresholds=thresholds)
 
@@ -173,7 +173,7 @@ def refresh_overdue_flow() -> AlertsRefresh:
     # takes both, so this order cannot deadlock.
     with engine_for(settings).begin() as conn:
         prepared = finish_prep_task(conn)
-        overdue = refresh_overdue_task(conn, settings.overdue_thresholds_minutes)
+        overdue = refresh_overdue_task(conn, configured_thresholds(settings))
         conflicts = refresh_conflicts_task(conn)
     log = get_run_logger()
     log.info("refresh-overdue: %s cars ready again after their prep time", prepared)

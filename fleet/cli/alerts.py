@@ -35,7 +35,9 @@ def overdue(ctx: typer.Context, location: LocationOpt = None, as_json: JsonFlag 
     with transaction(as_json=as_json) as conn:
         location_id = common.location(conn, location).id if location else None
         late = overdue_engine.list_overdue(
-            conn, location_id=location_id, thresholds=get_settings().overdue_thresholds_minutes
+            conn,
+            location_id=location_id,
+            thresholds=overdue_engine.configured_thresholds(get_settings()),
         )
     if as_json:
         print_json(late)
@@ -74,7 +76,7 @@ def refresh(as_json: JsonFlag = False) -> None:
     """Bring the overdue alerts up to date, escalating and closing them as needed."""
     with transaction(as_json=as_json) as conn:
         summary = overdue_engine.refresh_overdue(
-            conn, thresholds=get_settings().overdue_thresholds_minutes
+            conn, thresholds=overdue_engine.configured_thresholds(get_settings())
         )
     if as_json:
         print_json(summary)
