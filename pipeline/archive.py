@@ -87,6 +87,10 @@ class MonthArchive:
     paths: list[str] = field(default_factory=list)
 
 
+# How a log sentence names the rows of each history table.
+_ROW_NOUNS = {"vehicle_status_log": "status changes", "availability_events": "events"}
+
+
 @dataclass
 class ArchiveSummary:
     """What one archive run did: per table and month, plus orphans it cleared away."""
@@ -109,6 +113,30 @@ class ArchiveSummary:
     def files_written(self) -> int:
         """Part files written and recorded in this run."""
         return sum(m.files_written for m in self.months)
+
+    def describe(self) -> str:
+        """Say what the run did in a sentence, for the flow's log.
+
+        "archived 75,525 status changes of 2025-12 to 2026-09 into 13 files"
+        """
+        if not self.months and not self.orphans_removed:
+            return f"nothing older than {self.cutoff:%Y-%m-%d} to archive"
+        parts: list[str] = []
+        for table in dict.fromkeys(m.table for m in self.months):
+            done = [m for m in self.months if m.table == table]
+            rows = sum(m.rows_archived for m in done)
+            files = sum(m.files_written for m in done)
+            first, last = min(m.month for m in done), max(m.month for m in done)
+            span = f"{first:%Y-%m}" if first == last else f"{first:%Y-%m} to {last:%Y-%m}"
+            parts.append(
+                f"{rows:,} {_ROW_NOUNS.get(table, table + ' rows')} of {span}"
+                f" into {files:,} file{'' if files == 1 else 's'}"
+            )
+        text = "archived " + "; ".join(parts) if parts else "archived nothing new"
+        if self.orphans_removed:
+            n = len(self.orphans_removed)
+            text += f"; removed {n} unrecorded part file{'' if n == 1 else 's'}"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as plain data for JSON output and flow results."""

@@ -13,11 +13,17 @@ this module (the CLI, `prefect deploy`) needs none of their dependencies.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from prefect import Flow, flow, get_run_logger, task
+from prefect import Flow, Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine
 
@@ -70,12 +76,59 @@ def engine_for(settings: Settings) -> Engine:
     return _engines[url]
 
 
-def _log() -> Any:
-    return get_run_logger().info
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class _Direct:
+    """Where a run outside Prefect (`fleet pipeline run` with no server) reports to."""
+
+    log: Callable[[str], None]
+    progress: Progress | None
+
+
+_direct: ContextVar[_Direct | None] = ContextVar("fleet_direct_run", default=None)
+
+
+class _DirectLogger(logging.LoggerAdapter[logging.Logger]):
+    """A run logger for runs outside Prefect: each line goes to the caller's log callback."""
+
+    def __init__(self, direct: _Direct) -> None:
+        super().__init__(logging.getLogger("pipeline.flows"))
+        self.direct = direct
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        text = str(msg) % args if args else str(msg)
+        self.direct.log(text if level < logging.WARNING else f"warning: {text}")
+
+
+def _logger() -> Any:
+    """The run's logger: Prefect's in a flow run, the caller's callback in a direct run."""
+    direct = _direct.get()
+    if direct is not None and FlowRunContext.get() is None:
+        return _DirectLogger(direct)
+    return get_run_logger()
+
+
+def _log() -> Callable[[str], None]:
+    return _logger().info
+
+
+def _run(step: Task[..., Any], *args: Any) -> Any:
+    """Call a task: as a Prefect task run inside a flow run, as the plain function outside.
+
+    A direct run (no Prefect server) must not create task runs: Prefect would start its
+    temporary server for them, the 15-60 s this path exists to avoid.
+    """
+    if FlowRunContext.get() is None:
+        return step.fn(*args)
+    return step(*args)
 
 
 def _describe(summary: Any) -> str:
-    # The ingest summary says itself what happened; the others are plain models.
+    # Every summary says itself what happened in a sentence; never a repr in the log.
+    if summary is None:
+        return "nothing to do"
     describe = getattr(summary, "describe", None)
     return describe() if callable(describe) else str(summary)
 
@@ -89,8 +142,13 @@ def ingest_inbox_task(settings: Settings) -> Any:
     from pipeline.ingest import ingest_inbox
 
     log = _log()
+    direct = _direct.get()
 
     def progress(stage: str, done: int, total: int) -> None:
+        if direct is not None and direct.progress is not None:
+            # A direct run draws a bar; its log keeps only the sentences.
+            direct.progress(stage, done, total)
+            return
         # A line per 10,000 rows and at the end of each step: visible progress on big files
         # without flooding the run's log.
         if done == total or done % 10_000 == 0:
@@ -103,13 +161,13 @@ def ingest_inbox_task(settings: Settings) -> Any:
 def ingest_feeds_flow() -> Any:
     """Ingest the contract, maintenance, return and transfer feed files waiting in the inbox."""
     settings = current_settings()
-    get_run_logger().info("ingest-feeds: reading %s", settings.inbox_location)
-    summary = ingest_inbox_task(settings)
-    get_run_logger().info("ingest-feeds: %s", _describe(summary))
+    _logger().info("ingest-feeds: reading %s", settings.inbox_location)
+    summary = _run(ingest_inbox_task, settings)
+    _logger().info("ingest-feeds: %s", _describe(summary))
     set_aside = summary.describe_set_aside()
     if set_aside:
         # The run still completes (the other files loaded); the warning says what to fix.
-        get_run_logger().warning("ingest-feeds: %s", set_aside)
+        _logger().warning("ingest-feeds: %s", set_aside)
     return summary
 
 
@@ -125,8 +183,8 @@ def materialize_task(settings: Settings) -> MaterializeSummary:
 @flow(name="materialize-availability", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS)
 def materialize_availability_flow() -> MaterializeSummary:
     """Keep the per-vehicle, per-day availability table current, recomputing little."""
-    summary = materialize_task(current_settings())
-    get_run_logger().info(
+    summary = _run(materialize_task, current_settings())
+    _logger().info(
         "materialize-availability: %s vehicles, %s rows in %s batches (%s)",
         summary.vehicles,
         summary.rows,
@@ -172,10 +230,10 @@ def refresh_overdue_flow() -> AlertsRefresh:
     # Overdue first, then conflicts: each takes its own transaction lock, and nothing else
     # takes both, so this order cannot deadlock.
     with engine_for(settings).begin() as conn:
-        prepared = finish_prep_task(conn)
-        overdue = refresh_overdue_task(conn, configured_thresholds(settings))
-        conflicts = refresh_conflicts_task(conn)
-    log = get_run_logger()
+        prepared = _run(finish_prep_task, conn)
+        overdue = _run(refresh_overdue_task, conn, configured_thresholds(settings))
+        conflicts = _run(refresh_conflicts_task, conn)
+    log = _logger()
     log.info("refresh-overdue: %s cars ready again after their prep time", prepared)
     log.info(
         "refresh-overdue: %s overdue (%s new, %s escalated, %s resolved)",
@@ -208,8 +266,8 @@ def deliver_task(settings: Settings) -> Any:
 @flow(name="deliver-notifications", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS)
 def deliver_notifications_flow() -> Any:
     """Turn new alerts into outbox rows and deliver the due ones."""
-    summary = deliver_task(current_settings())
-    get_run_logger().info("deliver-notifications: %s", _describe(summary))
+    summary = _run(deliver_task, current_settings())
+    _logger().info("deliver-notifications: %s", _describe(summary))
     return summary
 
 
@@ -230,15 +288,15 @@ def archive_task(settings: Settings) -> Any:
         )
     except ArchiveBusy as busy:
         # Another run is archiving the same months; this one has nothing left to do.
-        get_run_logger().info("archive-history: %s; nothing to do in this run", busy)
+        _logger().info("archive-history: %s; nothing to do in this run", busy)
         return None
 
 
 @flow(name="archive-history", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS)
 def archive_history_flow() -> Any:
     """Archive status history and events older than the retention to Parquet."""
-    summary = archive_task(current_settings())
-    get_run_logger().info("archive-history: %s", _describe(summary))
+    summary = _run(archive_task, current_settings())
+    _logger().info("archive-history: %s", _describe(summary))
     return summary
 
 
@@ -264,3 +322,17 @@ def get_flow(name: str) -> Flow[..., Any]:
             field="flow",
             hint=f"one of {', '.join(FLOWS)}",
         ) from None
+
+
+@contextmanager
+def direct_run(log: Callable[[str], None], progress: Progress | None = None) -> Iterator[None]:
+    """Within this block a flow's function (`FLOWS[name].fn()`) runs without Prefect.
+
+    Its tasks are called as plain functions and its log lines go to log (and the ingest's
+    progress to progress): no flow run, no task runs, no Prefect server needed.
+    """
+    token = _direct.set(_Direct(log=log, progress=progress))
+    try:
+        yield
+    finally:
+        _direct.reset(token)

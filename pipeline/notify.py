@@ -58,6 +58,18 @@ class DeliverySummary:
     failed: int = 0
     gone: int = 0  # push subscriptions removed because their push service said gone
 
+    def describe(self) -> str:
+        """Say what the run did in a sentence, for the flow's log."""
+        if not (self.enqueued or self.sent or self.retried or self.failed or self.gone):
+            return "nothing to send"
+        text = (
+            f"{self.enqueued:,} notifications queued, {self.sent:,} sent,"
+            f" {self.retried:,} to try again, {self.failed:,} given up"
+        )
+        if self.gone:
+            text += f", {self.gone:,} push subscriptions gone"
+        return text
+
 
 def render_text(message: Outbox) -> str:
     """Return the plain-text e-mail body: the subject, then one fact per line."""

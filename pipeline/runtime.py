@@ -1,10 +1,16 @@
 """Running the pipeline on one machine: a local Prefect server and the five flows served here.
 
 `fleet pipeline serve` (and `make run`) starts `prefect server start` as a child process with
-its SQLite database under FLEET_DATA_DIR/prefect, waits until it answers, then serves the
-flows on their schedules in this process (each run executes in a subprocess of this one). On
-SIGINT/SIGTERM the served flows stop first, then the server. An operator who runs their own
-Prefect server sets PREFECT_API_URL and nothing is started.
+its SQLite database under FLEET_DATA_DIR/prefect, waits until it answers, registers the five
+deployments with their schedules, then runs their due flow runs in this process, each in a
+thread of its own (not a subprocess per run, as Prefect's runner does: a fresh interpreter
+that imports Prefect costs about a second of CPU, three times a minute, for runs that mostly
+find nothing to do). On SIGINT/SIGTERM the served flows stop first, then the server. An
+operator who runs their own Prefect server sets PREFECT_API_URL and nothing is started.
+
+`fleet pipeline run FLOW` hands the run to that server when one answers (the deployment runs
+where the scheduled ones run, and waits its turn beside them); else it calls the flow's
+function directly, without Prefect.
 
 Everything stays on this machine: analytics and the UI's promotional content are switched
 off, so nothing tries to reach the internet.
@@ -21,19 +27,24 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from db.errors import FleetError, InvalidInput
 from fleet.settings import Settings
 
 if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments.runner import RunnerDeployment
 
 LOCAL_HOST = "127.0.0.1"
@@ -42,6 +53,12 @@ LOG_FILE = "server.log"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 20.0
 DEPLOYMENT_TAGS = ["fleet"]
+# How often `fleet pipeline serve` asks its server for due runs. One small query: a
+# `fleet pipeline run` waits at most this long before its run starts.
+POLL_SECONDS = 1.0
+# How often a served run sends its log lines to the server (Prefect's default is 2 s): the
+# `fleet pipeline run` that follows the run sees them soon after they are written.
+LOG_BATCH_SECONDS = 0.5
 
 
 # Runs `prefect` in the child. On Linux it first asks the kernel to send it SIGTERM when the
@@ -78,6 +95,7 @@ def prefect_environment(home: Path) -> dict[str, str]:
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         # A prompt in a background process would wait forever.
         "PREFECT_CLI_PROMPT": "false",
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": str(LOG_BATCH_SECONDS),
     }
 
 
@@ -325,8 +343,9 @@ def build_deployments() -> list[RunnerDeployment]:
         f.to_deployment(
             name=name,
             **SCHEDULES[name],
-            # A slow run is not joined by the next scheduled one; that one is skipped.
-            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW"),
+            # One run of a flow at a time; a run that comes while one is in flight (the next
+            # scheduled one, or `fleet pipeline run`) waits its turn instead of being cancelled.
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE"),
             tags=DEPLOYMENT_TAGS,
             description=f.description,
             paused=False,
@@ -401,37 +420,230 @@ def serve(settings: Settings, *, echo: Callable[[str], None] = print) -> None:
 
 
 def _serve_flows(api_url: str, echo: Callable[[str], None]) -> None:
-    from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from pipeline.flows import FLOWS, schedule_text
 
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        deployments = build_deployments()
-        for name in FLOWS:
-            echo(f"fleet pipeline: serving {name} ({schedule_text(name)})")
-        # Runner handles SIGTERM itself from here: it stops polling, cancels runs in flight
-        # and returns, and the server is stopped after it.
-        prefect_serve(*deployments, print_starting_message=False)
+        served: dict[UUID, Flow[..., Any]] = {}
+        for deployment in build_deployments():
+            served[deployment.apply()] = FLOWS[deployment.name]
+            echo(f"fleet pipeline: serving {deployment.name} ({schedule_text(deployment.name)})")
+        InProcessRunner(served, echo=echo).run()
+
+
+@dataclass
+class InProcessRunner:
+    """Runs the due flow runs of some deployments in this process, one thread per run.
+
+    It polls the server the way Prefect's runner does (which also marks the deployments
+    ready in the UI), moves a due run to Pending (the server refuses while another run of
+    the deployment holds its slot, and hands the run back later: ENQUEUE), then runs it with
+    Prefect's flow engine in a thread. A deployment has at most one run in flight here.
+    """
+
+    flows: dict[UUID, Flow[..., Any]]
+    echo: Callable[[str], None] = print
+    poll_seconds: float = POLL_SECONDS
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _busy: dict[UUID, threading.Thread] = field(default_factory=dict)
+
+    def run(self) -> None:
+        """Poll and run until stop() or KeyboardInterrupt, then wait for the runs in flight."""
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                while not self.stopping.is_set():
+                    self._start_due(client)
+                    self.stopping.wait(self.poll_seconds)
+        finally:
+            self.stopping.set()
+            self._finish()
+
+    def stop(self) -> None:
+        """Ask run() to return (from another thread)."""
+        self.stopping.set()
+
+    def _start_due(self, client: Any) -> None:
+        self._busy = {d: t for d, t in self._busy.items() if t.is_alive()}
+        try:
+            due = client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=list(self.flows), scheduled_before=datetime.now(UTC), limit=50
+            )
+        except Exception as exc:  # the server restarting, a busy SQLite: the next poll
+            self.echo(f"fleet pipeline: could not ask the Prefect server for due runs: {exc}")
+            return
+        for flow_run in sorted(due, key=lambda r: r.next_scheduled_start_time or r.created):
+            deployment = flow_run.deployment_id
+            if deployment is None or deployment in self._busy or deployment not in self.flows:
+                continue  # its turn comes when the run in flight has ended
+            thread = threading.Thread(
+                target=self._execute,
+                args=(self.flows[deployment], flow_run),
+                name=f"flow-run-{flow_run.name}",
+                daemon=True,
+            )
+            self._busy[deployment] = thread
+            thread.start()
+
+    def _execute(self, chosen: Flow[..., Any], flow_run: FlowRun) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import StateType
+        from prefect.flow_engine import run_flow
+        from prefect.states import Pending
+
+        try:
+            with get_client(sync_client=True) as client:
+                answer = client.set_flow_run_state(flow_run.id, Pending())
+                if answer.state is None or answer.state.type != StateType.PENDING:
+                    return  # waiting for its slot, or cancelled meanwhile
+                flow_run = client.read_flow_run(flow_run.id)
+            run_flow(chosen, flow_run=flow_run, return_type="state")
+        except Exception as exc:  # one failed run must not stop the others being served
+            self.echo(f"fleet pipeline: {chosen.name} run {flow_run.name} crashed: {exc}")
+
+    def _finish(self, timeout: float = STOP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._busy.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def pipeline_api(settings: Settings) -> str | None:
+    """Return the address of the Prefect server the pipeline is served on, if one answers.
+
+    PREFECT_API_URL when it is set, else the local server `fleet pipeline serve` starts.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    api_url = configured or f"http://{LOCAL_HOST}:{settings.prefect_port}/api"
+    # A quick look: no server is the common case on a laptop, and it answers in
+    # milliseconds when it is there.
+    return api_url if api_health(api_url, timeout=1.0) else None
+
+
+@dataclass
+class TriggeredRun:
+    """A flow run `fleet pipeline run` handed to the Prefect server, once it ended."""
+
+    flow: str
+    flow_run_id: UUID
+    name: str
+    state: str  # COMPLETED, FAILED, CRASHED, CANCELLED
+    message: str
+    url: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run completed."""
+        return self.state == "COMPLETED"
+
+
+WAITING_NOTE_SECONDS = 15.0
+
+
+def trigger_flow(
+    name: str, api_url: str, *, echo: Callable[[str], None] = print, poll: float = 0.3
+) -> TriggeredRun | None:
+    """Create a run of the flow's deployment on the server, print its log lines, wait for it.
+
+    Returns None when the server has no such deployment (then the caller runs the flow
+    itself). A run that comes beside a scheduled one waits for its slot (ENQUEUE).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        try:
+            deployment = client.read_deployment_by_name(f"{name}/{name}")
+        except ObjectNotFound:
+            return None
+        flow_run = client.create_flow_run_from_deployment(
+            deployment.id, tags=["manual"], idempotency_key=None
+        )
+        url = f"{ui_url_for(api_url).rstrip('/')}/runs/flow-run/{flow_run.id}"
+        echo(f"{name}: run {flow_run.name} handed to the Prefect server ({url})")
+        logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
+        seen = 0
+        started = time.monotonic()
+        noted = False
+        final_at: float | None = None
+        while True:
+            run = client.read_flow_run(flow_run.id)
+            for line in client.read_logs(
+                log_filter=logs, offset=seen, sort=LogSort.TIMESTAMP_ASC, limit=200
+            ):
+                seen += 1
+                echo(line.message)
+            state = run.state
+            if state is not None and state.is_final():
+                # The last lines reach the server a log batch after the run ended.
+                if final_at is None:
+                    final_at = time.monotonic()
+                elif time.monotonic() - final_at > LOG_BATCH_SECONDS * 3:
+                    return TriggeredRun(
+                        flow=name,
+                        flow_run_id=run.id,
+                        name=run.name,
+                        state=state.type.value,
+                        message=state.message or state.name or "",
+                        url=url,
+                    )
+            elif not noted and time.monotonic() - started > WAITING_NOTE_SECONDS:
+                noted = True
+                waiting = state.name if state is not None else "Scheduled"
+                echo(
+                    f"{name}: still {waiting}: it waits for the run in flight to end, or for"
+                    " `fleet pipeline serve` (or a worker) to pick it up"
+                )
+            time.sleep(poll)
+
+
+def run_directly(
+    name: str,
+    *,
+    retries: int = 0,
+    log: Callable[[str], None] = print,
+    progress: Callable[[str, int, int], None] | None = None,
+    retry_delay: float | None = None,
+) -> Any:
+    """Run the flow's function once, now, in this process, without Prefect; return its result.
+
+    No Prefect server is needed (none is started): its tasks run as plain functions and its
+    log lines go to log. No retries unless asked: an operator running a flow by hand wants
+    to see a failure at once.
+    """
+    from pipeline.flows import RETRY_DELAY_SECONDS, direct_run, get_flow
+
+    chosen = get_flow(name)
+    delay = RETRY_DELAY_SECONDS if retry_delay is None else retry_delay
+    for attempt in range(retries + 1):
+        try:
+            with direct_run(log, progress):
+                return chosen.fn()
+        except Exception as exc:
+            if attempt == retries:
+                raise
+            log(f"{name} failed ({exc}); trying again in {delay:.0f} s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def run_flow(name: str, settings: Settings, *, retries: int = 0) -> Any:
-    """Run one flow once, now, in this process; return what it returned.
+    """Run one flow once, now; return what it returned (a TriggeredRun if a server ran it).
 
-    It reports to the local Prefect server when one answers (or to PREFECT_API_URL), else
-    Prefect runs a temporary server of its own for the run. No retries unless asked: an
-    operator running a flow by hand wants to see a failure at once.
+    With a Prefect server serving the pipeline, the run goes there; else the flow's function
+    runs here without Prefect.
     """
     configure_environment(settings)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from pipeline.flows import get_flow
-
-    chosen = get_flow(name)
-    updates: dict[Any, Any] = {}
-    if not os.environ.get("PREFECT_API_URL"):
-        local = f"http://{LOCAL_HOST}:{settings.prefect_port}/api"
-        if api_health(local):
-            updates[PREFECT_API_URL] = local
-    with temporary_settings(updates=updates):
-        return chosen.with_options(retries=retries)()
+    api_url = pipeline_api(settings)
+    if api_url is not None:
+        triggered = trigger_flow(name, api_url)
+        if triggered is not None:
+            return triggered
+    return run_directly(name, retries=retries)

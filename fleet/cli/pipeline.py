@@ -86,11 +86,16 @@ def run(
         ),
     ],
     retries: Annotated[
-        int, typer.Option(help="Times to try again after a failure.", min=0, max=10)
+        int,
+        typer.Option(help="Times to try again after a failure (when run here).", min=0, max=10),
     ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run one flow once, now, in this process (on demand, outside its schedule)."""
+    """Run one flow once, now, outside its schedule, and wait for it.
+
+    When `fleet pipeline serve` (or the Prefect server at PREFECT_API_URL) is up, the run is
+    handed to it and its log lines follow here; else the flow runs in this process.
+    """
     from pipeline import runtime
 
     settings = get_settings()
@@ -99,22 +104,97 @@ def run(
         from pipeline.flows import get_flow
 
         get_flow(flow)  # an unknown name fails before anything starts
+        api_url = runtime.pipeline_api(settings)
+        triggered = None
+        if api_url is not None:
+            triggered = _trigger(flow, api_url, as_json=as_json)
+        if triggered is not None:
+            _report_triggered(triggered, as_json=as_json)
+            return
         _use_database()
-        try:
-            result = runtime.run_flow(flow, settings, retries=retries)
-        except (FleetError, SQLAlchemyError):
-            raise
-        except Exception as exc:
-            error_console().print(f"error: {flow} failed: {exc}", soft_wrap=True)
-            error_console().print(
-                "hint: the run and its log are in the Prefect UI; fix the cause and run it again",
-                soft_wrap=True,
-            )
-            raise typer.Exit(common.EXIT_FAILED) from None
+        result = _run_here(flow, retries=retries, as_json=as_json)
     if as_json:
-        print_json({"flow": flow, "result": plain(result)})
+        print_json({"flow": flow, "ran": "here", "result": plain(result)})
         return
     console().print(f"{flow}: {_describe(plain(result))}", soft_wrap=True)
+
+
+def _trigger(flow: str, api_url: str, *, as_json: bool) -> Any:
+    from pipeline import runtime
+
+    # Log lines go to stderr with --json, so stdout stays one JSON document.
+    out = error_console() if as_json else console()
+
+    def echo(line: str) -> None:
+        out.print(line, soft_wrap=True)
+
+    try:
+        return runtime.trigger_flow(flow, api_url, echo=echo)
+    except KeyboardInterrupt:
+        error_console().print(
+            f"{flow}: stopped following; the run goes on in the Prefect server", soft_wrap=True
+        )
+        raise typer.Exit(common.EXIT_FAILED) from None
+    except Exception as exc:  # the server went away mid-run: say so, no traceback
+        raise Unreachable(
+            f"the Prefect server at {api_url} stopped answering: {exc}",
+            hint="check `fleet pipeline serve`; the run and its log are in the Prefect UI",
+        ) from None
+
+
+def _report_triggered(triggered: Any, *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "flow": triggered.flow,
+                "ran": "prefect",
+                "flow_run_id": str(triggered.flow_run_id),
+                "flow_run": triggered.name,
+                "state": triggered.state,
+                "message": triggered.message,
+                "url": triggered.url,
+            }
+        )
+    if triggered.ok:
+        if not as_json:
+            console().print(f"{triggered.flow}: {triggered.message}", soft_wrap=True)
+        return
+    error_console().print(
+        f"error: {triggered.flow} ended {triggered.state.lower()}: {triggered.message}",
+        soft_wrap=True,
+    )
+    error_console().print(
+        f"hint: its log is above and at {triggered.url}; fix the cause and run it again",
+        soft_wrap=True,
+    )
+    raise typer.Exit(common.EXIT_FAILED)
+
+
+def _run_here(flow: str, *, retries: int, as_json: bool) -> Any:
+    from pipeline import runtime
+
+    bar, progress = common.progress_bar(as_json)
+    # A bar that turns while the flow works; the ingest adds a bar per stage with counts.
+    working = bar.add_task(flow, total=None)
+    try:
+        with bar:
+            result = runtime.run_directly(
+                flow,
+                retries=retries,
+                log=lambda line: bar.console.print(line, soft_wrap=True),
+                progress=progress,
+            )
+            bar.update(working, total=1, completed=1)
+    except (FleetError, SQLAlchemyError):
+        raise
+    except Exception as exc:
+        error_console().print(f"error: {flow} failed: {exc}", soft_wrap=True)
+        error_console().print(
+            "hint: the lines above say how far it got; fix the cause and run it again",
+            soft_wrap=True,
+        )
+        raise typer.Exit(common.EXIT_FAILED) from None
+    return result
 
 
 def _describe(result: Any) -> str:

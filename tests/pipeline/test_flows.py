@@ -68,7 +68,7 @@ def test_prefect_yaml_deploys_every_flow_with_its_entrypoint_and_schedule():
         assert (PROJECT_ROOT / path).is_file()
         assert getattr(flows, function).name == name, d["entrypoint"]
         assert d["work_pool"]["name"] == "fleet-process"
-        assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+        assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         [schedule] = d["schedules"]
         expected = flows.SCHEDULES[name]
         if "cron" in expected:

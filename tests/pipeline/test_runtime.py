@@ -257,6 +257,32 @@ def test_fleet_pipeline_serve_registers_runs_and_stops_with_its_server(
         with committed.connect() as c:
             assert c.execute(text("SELECT count(*) FROM availability_cache")).scalar_one() == 6
 
+        # `fleet pipeline run` hands its run to the served deployment and follows its log;
+        # two at once, beside the scheduled ones: the later waits its turn, none is cancelled.
+        manual = [
+            subprocess.Popen(
+                [str(fleet), "pipeline", "run", "refresh-overdue"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in manual]
+        for p, out in zip(manual, outputs, strict=True):
+            assert p.returncode == 0, out
+            assert "handed to the Prefect server" in out, out
+            assert "refresh-overdue: 0 overdue (0 new, 0 escalated, 0 resolved)" in out, out
+        runs = _api(
+            api_url,
+            "/flow_runs/filter",
+            {"flow_runs": {"deployment_id": {"any_": [by_name["refresh-overdue"]["id"]]}}},
+        )
+        assert not [r for r in runs if r["state_type"] == "CANCELLED"], runs
+        # The served runs ran in this process's threads: no `prefect.engine` child per run.
+        assert "prefect.engine" not in (tmp_path / "serve.log").read_text()
+
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
         assert _gone(server_pid)
