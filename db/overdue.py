@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from sqlalchemy import Connection, text
 
 from db.errors import InvalidInput, NotFound
@@ -43,17 +43,23 @@ class OverdueRental(BaseModel):
         description="Thresholds passed (FLEET_OVERDUE_THRESHOLDS_MINUTES), never below the level"
         " the open alert already reached: a level never goes down while its alert is open."
     )
-    escalated: bool = Field(
-        description=f"True from level {MIN_OVERDUE_LEVEL}, the level from which e-mail,"
-        " webhooks and push notify staff."
-    )
     estimated_late_fee: Decimal
     next_block_id: int | None
     next_block_start: datetime | None
     last_contact_attempt: datetime | None = Field(
+        default=None,
         description="The latest attempt to reach the customer about this rental, kept when"
-        " its alert was resolved and reopened."
+        " its alert was resolved and reopened.",
     )
+
+    # Derived, so it can never disagree with the level it describes.
+    @computed_field(
+        description=f"True from level {MIN_OVERDUE_LEVEL}, the level from which e-mail,"
+        " webhooks and push notify staff."
+    )
+    @property
+    def escalated(self) -> bool:
+        return self.escalation_level >= MIN_OVERDUE_LEVEL
 
 
 class HasThresholds(Protocol):
@@ -144,7 +150,6 @@ def list_overdue(
         # An open alert keeps the level it reached (and announced): thresholds raised since,
         # or a process on other settings, must not show or write a lower one.
         data["escalation_level"] = max(level, open_level or 0)
-        data["escalated"] = data["escalation_level"] >= MIN_OVERDUE_LEVEL
         data["estimated_late_fee"] = late_fee(
             data["overdue_by"], hourly_rate=hourly, daily_rate=daily, grace_period=grace
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
@@ -47,10 +47,11 @@ def rule_api(api: ApiWorld, database_url: str, tmp_path) -> Iterator[ApiWorld]:
 
 
 def _late(api: ApiWorld, engine: Engine, minutes: float = 45):
-    w = api.world
+    """A rental due back `minutes` before the real clock (the servers list on now())."""
+    due = datetime.now(UTC) - timedelta(minutes=minutes)
     with engine.begin() as c:
         return rental_under_way(
-            c, w, api.vehicles[0], start=w.at(-20), end=w.now - timedelta(minutes=minutes)
+            c, api.world, api.vehicles[0], start=due - timedelta(hours=20), end=due
         )
 
 
