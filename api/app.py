@@ -22,7 +22,7 @@ from api.routes.counter import mount_counter
 from api.routes.overdue import refresh_at_start
 from api.streams import Broadcaster
 from api.workers import on_exit_signal
-from db.database import libpq_url, make_engine, resolve_url
+from db.database import libpq_url, make_engine, resolve_url, session_options
 from fleet.settings import Settings, get_settings
 
 log = logging.getLogger("fleet.api")
@@ -53,6 +53,9 @@ def create_app(settings: Settings | None = None, *, pages: bool = True) -> FastA
             # No pre-ping round trip per request: after a database restart the first
             # request on a dead connection gets a 503 and SQLAlchemy drops the whole pool.
             pool_pre_ping=False,
+            # A request's session left idle in a transaction (a hung worker) ends, locks and
+            # all; requests themselves are short and never wait on a long lock by design.
+            options=session_options(idle_in_transaction_s=settings.db_idle_in_transaction_seconds),
         )
         app.state.engine = engine
         broadcaster = Broadcaster(engine, libpq_url(url), settings.stream_queue_size)

@@ -108,11 +108,49 @@ LISTENER_KEEPALIVES: dict[str, int] = {
 }
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
-    """Create an engine on the psycopg 3 driver with sane pool settings and TCP keepalives."""
-    options: dict[str, object] = {"pool_pre_ping": True, "future": True}
-    options.update(kwargs)
-    connect_args = dict(KEEPALIVES)
-    connect_args.update(options.pop("connect_args", None) or {})  # type: ignore[call-overload]
-    options["connect_args"] = connect_args
-    return create_engine(sqlalchemy_url(url), **options)
+# And the server's side of it: a client machine that died mid-COPY leaves PostgreSQL waiting
+# for bytes, its session (and any lock it took) kept until the kernel's keepalive gives up,
+# two hours by default. Per session, PostgreSQL probes after 10 s of silence and gives up after
+# three unanswered probes 5 s apart (PostgreSQL ignores these on a Unix socket too).
+SERVER_KEEPALIVES: dict[str, int] = {
+    "tcp_keepalives_idle": 10,
+    "tcp_keepalives_interval": 5,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
+
+def session_options(
+    *,
+    lock_timeout_s: float | None = None,
+    statement_timeout_s: float | None = None,
+    idle_in_transaction_s: float | None = None,
+) -> str:
+    """Return libpq `options` that set this session's server-side keepalives and timeouts.
+
+    A role's limits (a flow that meets a lock fails within a minute; a session left idle in a
+    transaction by a dead client is ended) are given by the caller from its settings.
+    """
+    values: dict[str, object] = dict(SERVER_KEEPALIVES)
+    for name, seconds in (
+        ("lock_timeout", lock_timeout_s),
+        ("statement_timeout", statement_timeout_s),
+        ("idle_in_transaction_session_timeout", idle_in_transaction_s),
+    ):
+        if seconds is not None:
+            values[name] = f"{max(1, round(seconds * 1000))}ms"
+    return " ".join(f"-c {name}={value}" for name, value in values.items())
+
+
+def make_engine(url: str, *, options: str | None = None, **kwargs: object) -> Engine:
+    """Create an engine on the psycopg 3 driver with sane pool settings and TCP keepalives.
+
+    `options` (from `session_options`) sets each session's timeouts; without it, only the
+    keepalives.
+    """
+    engine_options: dict[str, object] = {"pool_pre_ping": True, "future": True}
+    engine_options.update(kwargs)
+    connect_args: dict[str, object] = {**KEEPALIVES, "options": options or session_options()}
+    connect_args.update(engine_options.pop("connect_args", None) or {})  # type: ignore[call-overload]
+    engine_options["connect_args"] = connect_args
+    return create_engine(sqlalchemy_url(url), **engine_options)

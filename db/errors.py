@@ -115,3 +115,9 @@ class IdempotencyMismatch(FleetError):
     """An Idempotency-Key was reused for a different request."""
 
     code = "idempotency_mismatch"
+
+
+class Locked(FleetError):
+    """Another session holds a lock this work needs, for longer than the lock timeout."""
+
+    code = "locked"

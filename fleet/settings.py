@@ -56,6 +56,24 @@ class Settings(BaseSettings):
         default=30,
         description="Sign-in attempts per client address per minute (any usernames) before 429.",
     )
+    db_lock_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a flow or a CLI command waits for a lock before it fails, saying"
+        " so (its retry then finds the lock free once a dead client's session is gone).",
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A flow's longest statement (the COPY of a big feed file): a statement"
+        " stuck longer, e.g. waiting for a client that died, is cancelled.",
+    )
+    db_idle_in_transaction_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A session left idle inside a transaction (its client hung or died) is"
+        " ended after this, with its locks.",
+    )
     credential_check_seconds: float = Field(
         default=2.0,
         description="How often each server process checks that the sessions and tokens of its"

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine
 
 from db.conflicts import ConflictRefresh, refresh_conflicts
-from db.database import make_engine, resolve_url
+from db.database import make_engine, resolve_url, session_options
 from db.errors import InvalidInput
 from db.feeds import finish_prep
 from db.overdue import RefreshSummary, configured_thresholds, refresh_overdue
@@ -71,8 +71,15 @@ def engine_for(settings: Settings) -> Engine:
     """Return this process's engine for the configured database (one per URL, reused)."""
     url = resolve_url(settings.database_url, settings.data_dir)
     if url not in _engines:
-        # A flow runs one statement at a time; a handful of connections is plenty.
-        _engines[url] = make_engine(url, pool_size=2, max_overflow=3)
+        # A flow runs one statement at a time; a handful of connections is plenty. A flow that
+        # meets a lock fails within a minute, saying so (its retry then finds it free); one
+        # stuck statement, or a session idle in its transaction, ends (a client died).
+        options = session_options(
+            lock_timeout_s=settings.db_lock_timeout_seconds,
+            statement_timeout_s=settings.db_statement_timeout_seconds,
+            idle_in_transaction_s=settings.db_idle_in_transaction_seconds,
+        )
+        _engines[url] = make_engine(url, pool_size=2, max_overflow=3, options=options)
     return _engines[url]
 
 

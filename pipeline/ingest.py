@@ -26,6 +26,7 @@ import psycopg
 from sqlalchemy import Engine, exc, text
 
 from db import contracts, feeds
+from db.errors import Locked
 from fleet.settings import Settings, get_settings
 from pipeline.feeds import FEEDS, FeedFileError, detect
 from pipeline.feeds.base import MissingColumns, TimeWindow
@@ -36,6 +37,7 @@ Progress = Callable[[str, int, int], None]
 # Contracts first: a return or transfer in the same batch may name a contract just created.
 FEED_ORDER = ("contracts", "transfers", "maintenance", "returns")
 INGEST_LOCK = 7340036
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 # SQLSTATE classes that say nothing about the file: the connection, a deadlock or
 # serialization failure, resources, a lock or statement timeout, a shutting-down server.
 # The flow's retry meets them again later; a file is never set aside for them.
@@ -147,6 +149,21 @@ def ingest_file(
     return result
 
 
+def _take_ingest_lock(conn: Any, name: str) -> None:
+    """Wait for the feed loader's lock, at most the session's lock timeout, then say why not."""
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
+    except exc.OperationalError as e:
+        if getattr(e.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise Locked(
+            f"{name} waits for another ingest that still holds the feed lock (a run in progress,"
+            " or a client that died mid-file whose session PostgreSQL has not ended yet)",
+            hint="the file stays in the inbox; the run's retry (or the next run) loads it once"
+            " the lock is free (FLEET_DB_LOCK_TIMEOUT_SECONDS sets the wait)",
+        ) from None
+
+
 def _load(engine, name, feed, fmt, data, digest, window, now, log, progress) -> FileResult:
     with engine.begin() as conn:
         file_id = feeds.register_file(
@@ -155,7 +172,7 @@ def _load(engine, name, feed, fmt, data, digest, window, now, log, progress) -> 
         if file_id is None:
             return FileResult(name=name, feed=feed, status="duplicate")
         # One loader at a time: two runs must not apply the same contract version twice.
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
+        _take_ingest_lock(conn, name)
         plates, codes = feeds.known_references(conn)
         clock = now or conn.execute(text("SELECT clock_timestamp()")).scalar_one()
         result = FileResult(name=name, feed=feed, status="loaded", file_id=file_id)
@@ -231,6 +248,8 @@ def _file_reason(error: FeedFileError, feed: str) -> str:
 
 def _transient(error: BaseException) -> bool:
     """Whether a failure is the database's passing trouble rather than the file's fault."""
+    if isinstance(error, Locked):  # another run (or a dead client's session) has the lock
+        return True
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, exc.TimeoutError):  # no pooled connection came free

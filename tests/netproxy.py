@@ -15,9 +15,9 @@ import threading
 
 
 class CuttableProxy:
-    """Forward 127.0.0.1:<port> to a target port; cut and restore on demand."""
+    """Forward 127.0.0.1:<port> to a target port (or a Unix socket path); cut and restore."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int | str) -> None:
         self.target_port = target_port
         self.mode = "open"  # open | silent | refusing
         self._loop = asyncio.new_event_loop()
@@ -88,7 +88,10 @@ class CuttableProxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            if isinstance(self.target_port, str):  # a Unix socket (the embedded PostgreSQL)
+                up_reader, up_writer = await asyncio.open_unix_connection(self.target_port)
+            else:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.transport.abort()
             return

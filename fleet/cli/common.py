@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
 from db import fleet, lookup
-from db.database import make_engine, resolve_url
+from db.database import make_engine, resolve_url, session_options
 from db.errors import FleetError, InvalidInput, NotFound
 from db.events import to_json
 from db.timeutil import iso_duration, zone
@@ -77,7 +77,13 @@ def engine() -> Engine:
     """Return the process's engine for the configured database."""
     url = database_url()
     if url not in _engines:
-        _engines[url] = make_engine(url)
+        settings = get_settings()
+        # A command that meets a lock says so within a minute instead of waiting silently.
+        options = session_options(
+            lock_timeout_s=settings.db_lock_timeout_seconds,
+            idle_in_transaction_s=settings.db_idle_in_transaction_seconds,
+        )
+        _engines[url] = make_engine(url, options=options)
     return _engines[url]
 
 
