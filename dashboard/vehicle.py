@@ -10,6 +10,7 @@ change the status here. Pushed events for this car re-read the detail.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -92,7 +93,9 @@ class Detail:
         return self.status.time_zone or (home.time_zone if home else "UTC")
 
 
-def load_detail(conn: Connection, vehicle_id: int) -> Detail:
+def load_detail(
+    conn: Connection, vehicle_id: int, thresholds: Sequence[int] = overdue.DEFAULT_THRESHOLDS
+) -> Detail:
     """Read one vehicle's detail through the engine (raises NotFound for an unknown id)."""
     now = datetime.now(UTC)
     current = status.get_status(conn, vehicle_id=vehicle_id)
@@ -107,7 +110,14 @@ def load_detail(conn: Connection, vehicle_id: int) -> Detail:
             for b in blocks.vehicle_blocks(conn, vehicle_id=vehicle_id, since=now)
             if b.state == "active"
         ],
-        overdue=next((o for o in overdue.list_overdue(conn) if o.vehicle_id == vehicle_id), None),
+        overdue=next(
+            (
+                o
+                for o in overdue.list_overdue(conn, thresholds=thresholds)
+                if o.vehicle_id == vehicle_id
+            ),
+            None,
+        ),
         conflicts=[
             c
             for c in conflicts.list_conflicts(conn, with_suggestions=False)
@@ -158,12 +168,16 @@ def find(conn: Connection, text_: str, *, plates_only: bool = False) -> Matches:
 
 
 def find_and_load(
-    conn: Connection, text_: str, *, plates_only: bool = False
+    conn: Connection,
+    text_: str,
+    *,
+    plates_only: bool = False,
+    thresholds: Sequence[int] = overdue.DEFAULT_THRESHOLDS,
 ) -> tuple[Matches, Detail | None]:
     """Search, and read the detail of the one clear match in the same snapshot."""
     found = find(conn, text_, plates_only=plates_only)
     target = found.opens
-    return found, (load_detail(conn, target) if target is not None else None)
+    return found, (load_detail(conn, target, thresholds) if target is not None else None)
 
 
 def _local(value: datetime | None, tz_name: str) -> str:
@@ -365,6 +379,8 @@ class VehicleView(View):
 
     def __init__(self, ctx: PageContext, **params: Any) -> None:
         super().__init__(ctx, **params)
+        # The one overdue rule (FLEET_OVERDUE_THRESHOLDS_MINUTES), as on every other surface.
+        self._thresholds = overdue.configured_thresholds(ctx.settings)
         self._vehicle_id: int | None = None
         self._detail: Detail | None = None
         self._base = self._base_url()
@@ -505,7 +521,13 @@ class VehicleView(View):
         """Find vehicles for the text (when the page opens); open the one clear match."""
         text_ = text_.strip()
         if text_:
-            self._show(*self.ctx.read(lambda c: find_and_load(c, text_, plates_only=plates_only)))
+            self._show(
+                *self.ctx.read(
+                    lambda c: find_and_load(
+                        c, text_, plates_only=plates_only, thresholds=self._thresholds
+                    )
+                )
+            )
 
     async def _on_find(self, _event: Any) -> None:
         await self.asearch(_typed(self._query))
@@ -515,7 +537,9 @@ class VehicleView(View):
         text_ = text_.strip()
         if not text_:
             return
-        found, detail = await self.ctx.aread(lambda c: find_and_load(c, text_))
+        found, detail = await self.ctx.aread(
+            lambda c: find_and_load(c, text_, thresholds=self._thresholds)
+        )
         self._show(found, detail)
         if detail is not None:
             self._remember(detail.status.vehicle_id)
@@ -523,7 +547,7 @@ class VehicleView(View):
     def open(self, vehicle_id: int) -> None:
         """Show one vehicle's detail (or say that no such vehicle exists)."""
         try:
-            detail = self.ctx.read(lambda c: load_detail(c, vehicle_id))
+            detail = self.ctx.read(lambda c: load_detail(c, vehicle_id, self._thresholds))
         except FleetError:
             self._clear()
             self._matches.object = f"<p class='error'>No vehicle with id {int(vehicle_id)}.</p>"
@@ -628,7 +652,7 @@ class VehicleView(View):
         if not mine or all(self._already_shown(m) for m in mine):
             return
         try:
-            detail = await self.ctx.aread(lambda c: load_detail(c, vid))
+            detail = await self.ctx.aread(lambda c: load_detail(c, vid, self._thresholds))
         except FleetError:
             return
         if vid == self._vehicle_id:  # the user may have opened another car meanwhile
