@@ -72,6 +72,9 @@ export function render({ model, el: root }) {
   let probing = false;
   let probedAt = 0;
   const PROBE_MS = 400;
+  // A socket that is open but has said nothing this long, while the server answers, is dead
+  // without having said so: reload then.
+  const RELOAD_AFTER_SILENCE_MS = 20000;
   let failures = 0;
   const banner = el("div", {class: "fleet-banner", role: "alert", hidden: ""});
   if (!document.getElementById("fleet-page-css")) {
@@ -120,9 +123,18 @@ export function render({ model, el: root }) {
     probedAt = Date.now();
     try {
       const r = await fetch("/healthz", {cache: "no-store", signal: AbortSignal.timeout(3000)});
-      // Back: a fresh page is a fresh session, with everything that changed meanwhile.
-      if (r.ok) { conn.dataset.state = "catching-up"; label.textContent = "catching up"; location.reload(); return; }
-      failures += 1;
+      if (r.ok && (lostAt !== null || Date.now() - lastBeat > RELOAD_AFTER_SILENCE_MS)) {
+        // Back, and this page's socket is gone: a fresh page is a fresh session, with
+        // everything that changed meanwhile.
+        conn.dataset.state = "catching-up";
+        label.textContent = "catching up";
+        location.reload();
+        return;
+      }
+      // The server answers and the socket is open but quiet (a busy server): keep the page,
+      // and what the user has on it, until the next beat comes.
+      if (r.ok) failures = 0;
+      else failures += 1;
     } catch (e) { failures += 1; }
     probing = false;
     show();
