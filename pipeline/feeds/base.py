@@ -260,7 +260,11 @@ def _read_csv(
 ) -> tuple[pl.DataFrame, list[Reject], frozenset[str]]:
     if not blob.strip():
         return _empty(fields), [], frozenset()
-    _check_header(blob.lstrip(b"\n").split(b"\n", 1)[0])
+    first = blob.lstrip(b"\n").split(b"\n", 1)[0]
+    _check_header(first)
+    # The CSV reader keeps one of two columns of the same name and renames the other aside,
+    # so the file would load with one of them ignored: refuse it, naming the column.
+    _check_names(next(csv.reader([first.decode("utf-8").rstrip("\r")]), []))
     try:
         frame = pl.read_csv(
             io.BytesIO(blob),
@@ -316,11 +320,17 @@ def _check_header(first: bytes) -> None:
                 )
 
 
-def _normalise_header(frame: pl.DataFrame) -> pl.DataFrame:
-    names = [c.strip().lower() for c in frame.columns]
+def _check_names(header: Sequence[str]) -> list[str]:
+    """Return the header's column names as matched (trimmed, lower case), each named once."""
+    names = [c.strip().lower() for c in header]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise FeedFileError(f"the CSV header names {', '.join(twice)} more than once")
+    return names
+
+
+def _normalise_header(frame: pl.DataFrame) -> pl.DataFrame:
+    names = _check_names(frame.columns)
     return frame.rename(dict(zip(frame.columns, names, strict=True)))
 
 
@@ -331,10 +341,7 @@ def _read_csv_slowly(text: str) -> tuple[pl.DataFrame, list[Reject]]:
         header = next(reader, None)
         if header is None:
             return _empty(()), []
-        header = [h.strip().lower() for h in header]
-        if len(set(header)) != len(header):
-            twice = sorted({n for n in header if header.count(n) > 1})
-            raise FeedFileError(f"the CSV header names {', '.join(twice)} more than once")
+        header = _check_names(header)
         width = len(header)
         columns: list[list[str | None]] = [[] for _ in header]
         lines: list[int] = []
@@ -657,6 +664,12 @@ def later(name: str, than: str, reason: str, *, or_equal: bool = False) -> pl.Ex
     a, b = pl.col(typed_name(name)), pl.col(typed_name(than))
     bad = a < b if or_equal else a <= b
     return pl.when(bad.fill_null(False)).then(pl.lit(reason))
+
+
+def within(name: str, since: str, longest: timedelta, reason: str) -> pl.Expr:
+    """When both times are given, `name` may come at most `longest` after `since`."""
+    a, b = pl.col(typed_name(name)), pl.col(typed_name(since))
+    return pl.when((a - b > longest).fill_null(False)).then(pl.lit(reason))
 
 
 def require_aware(now: datetime | None, name: str = "now") -> datetime | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from db.timeutil import MAX_PERIOD
 from pipeline.feeds import base
 from pipeline.feeds.base import ParsedFeed, Reject, typed_name
 
@@ -73,6 +74,15 @@ def parse(
         base.known("pickup_location", known_locations),
         base.known("return_location", known_locations),
         base.later("return_at", "pickup_at", "return_at is not after pickup_at"),
+        # The engine holds no period longer than this (db.timeutil.MAX_PERIOD): said per row
+        # here, where the bulk load would otherwise fail the whole file.
+        base.within(
+            "return_at",
+            "pickup_at",
+            MAX_PERIOD,
+            f"the rental is longer than {MAX_PERIOD.days} days (pickup_at to return_at):"
+            " split it into shorter contracts",
+        ),
     ]
     return base.finish(
         raw,

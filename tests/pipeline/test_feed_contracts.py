@@ -176,9 +176,12 @@ def test_a_missing_header_column_refuses_the_file_naming_the_column():
         _parse((header + row).encode())
 
 
-def test_a_header_naming_a_column_twice_makes_the_file_unreadable():
+@pytest.mark.parametrize("twice", ["Plate", "plate", " plate "])
+def test_a_header_naming_a_column_twice_makes_the_file_unreadable(twice):
+    # Spelt the same way, too: the CSV reader would keep one and rename the other aside.
+    row = GOOD.replace("created,", "created,B AB 9,")
     with pytest.raises(FeedFileError, match="names plate more than once"):
-        _parse((HEADER.replace("event,", "event,Plate,") + GOOD).encode())
+        _parse((HEADER.replace("event,", f"event,{twice},") + row).encode())
 
 
 def test_a_line_that_is_not_utf8_is_rejected_alone():

@@ -54,6 +54,7 @@ BAD_ROWS = [
     ("contracts", "B AB 1", "BAB12"),
     ("contracts", "BER1", "HAM1"),
     ("contracts", "2026-12-03T10:00Z", "2026-11-30T10:00Z"),
+    ("contracts", "2026-12-03T10:00Z", "2028-01-10T10:00Z"),  # longer than the engine holds
     ("contracts", "Ann", "Ann\x00"),
     ("contracts", "Ann", "A" * 201),
     ("contracts", "Ann", "Ann,Bob"),
