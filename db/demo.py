@@ -79,6 +79,16 @@ _VIN_YEARS = "ABCDEFGHJKLMNPRSTVWXY123456789"  # 2010, 2011, ... (no I, O, Q, U,
 IDLE, CLEANING, RENTED, OVERDUE, MAINTENANCE, IN_TRANSIT = range(6)
 DAY = 1440  # minutes
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The status history reaches this far back at least, past the 90 days PostgreSQL keeps
+# (FLEET_HISTORY_RETENTION_DAYS): the archive job has months to move on its first run, and
+# analysts' queries (docs/analytics.md) span archive and live rows from the start.
+HISTORY_DAYS = 150
+# Before the booking window the demo's past is a quieter season: blocks this much sparser.
+QUIET = 3
+# The car docs/analytics.md's dispute example asks about: a Berlin car an agent sent to the
+# workshop by mistake about 110 days ago, rolled back by the lot's manager.
+DISPUTED_PLATE = "B QX 4711"
+DISPUTE_DAYS_AGO = (110, 104, 116, 98, 122)
 NULL = "\\N"  # COPY text format
 _BLOCK_COLUMNS = (
     "id, vehicle_id, category_id, kind, state, period, blocked, scheduled_end, start_location_id,"
@@ -88,7 +98,7 @@ _BLOCK_COLUMNS = (
 _REFERENCE = {"rental": "RNT", "reservation": "RNT", "maintenance": "WO", "transfer": "TR"}
 _TABLES = (
     "locations", "vehicle_categories", "users", "customers", "vehicles", "blocks",
-    "vehicle_status_realtime", "vehicle_status_log",
+    "vehicle_status_realtime", "vehicle_status_log", "availability_events",
 )  # fmt: skip
 
 
@@ -128,7 +138,9 @@ def load_demo(
 
     The same seed gives the same fleet; times are laid out relative to `now` (default: the
     database's now, to the hour). Blocks default to about 8 per vehicle over the past 60 and
-    next 30 days; more blocks spread over up to a year.
+    next 30 days, with a few sparser ones back to 150 days ago; more blocks spread over up to
+    a year. Every past block leaves its status changes in the log (and their events), as the
+    counter and the feeds would have written them.
     """
     if vehicles < 1 or locations < 1:
         raise InvalidInput("need at least one vehicle and one location", field="vehicles")
@@ -182,6 +194,9 @@ class _Loader:
         span_days = 90 if self.bpv <= 8 else min(365, round(self.bpv * 90 / 8))
         past_days = span_days * 2 // 3
         self.win_start = self.now - past_days * DAY
+        self.history_start = min(self.win_start, self.now - HISTORY_DAYS * DAY)
+        # Its own stream, so the history's details leave the blocks as each seed made them.
+        self.hrng = random.Random(seed * 7919 + 1)
         self.win_end = self.now + (span_days - past_days) * DAY
         mean_rental = sum(d * DAY if d else 360 for d in RENTAL_DAYS) / len(RENTAL_DAYS)
         mean_maintenance = sum(MAINTENANCE_MINUTES) / len(MAINTENANCE_MINUTES)
@@ -226,6 +241,7 @@ class _Loader:
 
     def run(self) -> DemoSummary:
         system_id = system_user_id(self.conn)
+        self.system_id = system_id
         self.load_locations()
         self.load_categories()
         n_users = self.load_users() + 1
@@ -411,6 +427,7 @@ class _Loader:
         ages = (0,) * 15 + (1,) * 30 + (2,) * 28 + (3,) * 17 + (4,) * 7 + (5,) * 3
         plates: set[str] = set()
         vins: set[str] = set()
+        self.story_vehicle: int | None = None
         # (vehicle id, category index, home location index, registered at)
         self.fleet: list[tuple[int, int, int, int]] = []
         rows = []
@@ -424,6 +441,10 @@ class _Loader:
             plate = fill(self.cities[li].plate, rng)
             while plate in plates or not PLATE_RE.match(plate):
                 plate = fill(self.cities[li].plate, rng)
+            if self.cities[li].code == "BER" and DISPUTED_PLATE not in plates:
+                # Generated plates never hold a Q (read as an O); this one is the story car's.
+                plate = DISPUTED_PLATE
+                self.story_vehicle = base + n + 1
             plates.add(plate)
             vin = self.make_vin(make, year)
             while vin in vins:
@@ -435,7 +456,7 @@ class _Loader:
             odometer = (year_now - year) * rng.randint(18_000, 40_000) + rng.randint(500, 15_000)
             vid = base + n + 1
             # Registered before its first booking could have been made.
-            created = self.win_start - 60 * DAY - rng.randrange(300 * DAY)
+            created = self.history_start - 60 * DAY - rng.randrange(300 * DAY)
             self.fleet.append((vid, ci, li, created))
             rows.append((
                 vid, plate, vin, make, model, year, rng.choice(colours), self.cats[ci][0],
@@ -504,6 +525,7 @@ class _Loader:
         self.block_id = self.next_ids("blocks")
         first_block = self.block_id
         statuses = []
+        self.histories: list[list[tuple[Any, ...]]] = []
         lines: list[str] = []
         total = self.n_vehicles
         step = max(1, min(5_000, total // 50))
@@ -512,7 +534,9 @@ class _Loader:
             cur.copy(f"COPY blocks ({_BLOCK_COLUMNS}) FROM STDIN") as cp,
         ):
             for k, vehicle in enumerate(self.fleet):
+                self.vlog: list[tuple[Any, ...]] = []
                 statuses.append(self.timeline(vehicle, roles[k], soon[k], wrong[k], lines))
+                self.histories.append(self.vlog)
                 if len(lines) >= 20_000:
                     cp.write("".join(lines))
                     lines.clear()
@@ -525,11 +549,49 @@ class _Loader:
 
     def load_statuses(self, statuses: list[tuple[Any, ...]], system_id: int) -> None:
         ts, loc_ids = self.ts, [x.id for x in self.locs]
-        realtime, log = [], []
-        log_base = self.next_ids("vehicle_status_log")
-        metadata = to_json({"demo_seed": self.seed})
+        codes = [x.code for x in self.locs]
+        realtime, log, events = [], [], []
+        log_id = self.next_ids("vehicle_status_log")
+        seed = {"demo_seed": self.seed}
         for n, (vid, status, li, dest, cust, block, expected, since) in enumerate(statuses):
             category = self.cats[self.fleet[n][1]][0]
+            changes = self.histories[n]
+            if vid == self.story_vehicle:
+                self.add_dispute(changes, self.fleet[n][2])
+            # The log ends where the live row stands: same status, place and time.
+            last = changes[-1]
+            assert (last[0], last[1], last[2]) == (since, status, li), (vid, last, status)
+            old: dict[str, Any] | None = None
+            for version, change in enumerate(changes, 1):
+                at, new_status, cli, cdest, ccust, cblock, cexp, by, reason, meta, reverts = change
+                log_id += 1
+                state = {
+                    "status": new_status, "location_id": loc_ids[cli],
+                    "destination_location_id": None if cdest is None else loc_ids[cdest],
+                    "customer_id": ccust, "block_id": cblock,
+                    "expected_available_at": None if cexp is None else self.iso(cexp),
+                }  # fmt: skip
+                metadata = {**meta, **seed}
+                reverts_id = None
+                if reverts == "previous":
+                    reverts_id = log_id - 1
+                    metadata["reverts"] = reverts_id
+                    reason = f"rollback of #{reverts_id}: {reason}"[:200]
+                source = "system" if by == system_id else "staff"
+                log.append((
+                    log_id, vid, None if old is None else old["status"], new_status,
+                    None if old is None else old["location_id"], state["location_id"],
+                    None if old is None else to_json(old), to_json(state), version, by, reason,
+                    source, to_json(metadata), reverts_id, ts(at),
+                ))  # fmt: skip
+                payload = {
+                    "log_id": log_id, "old_status": None if old is None else old["status"],
+                    "reason": reason, "source": source, "vehicle_id": vid, "version": version,
+                    "location_code": codes[cli], **state,
+                }  # fmt: skip
+                events.append(("status_changed", vid, state["location_id"], by,
+                               to_json(payload), ts(at)))  # fmt: skip
+                old = state
             loc = loc_ids[li]
             dest_id = None if dest is None else loc_ids[dest]
             realtime.append(
@@ -542,20 +604,11 @@ class _Loader:
                     cust,
                     block,
                     None if expected is None else ts(expected),
-                    1,
+                    len(changes),
                     ts(since),
                     system_id,
                 )
             )
-            state = {
-                "status": status, "location_id": loc, "destination_location_id": dest_id,
-                "customer_id": cust, "block_id": block,
-                "expected_available_at": None if expected is None
-                else EPOCH + timedelta(minutes=expected),
-            }  # fmt: skip
-            log.append((log_base + n + 1, vid, status, loc, to_json(state), 1, system_id,
-                        f"demo data: starts {status}", "system", metadata,
-                        ts(since)))  # fmt: skip
         self.copy_rows(
             "vehicle_status_realtime",
             "vehicle_id, category_id, current_status, location_id, destination_location_id,"
@@ -566,12 +619,21 @@ class _Loader:
         self.progress("status", len(realtime), len(realtime))
         self.copy_rows(
             "vehicle_status_log",
-            "id, vehicle_id, new_status, new_location_id, new_state, version, changed_by,"
-            " change_reason, source, metadata, changed_at",
+            "id, vehicle_id, old_status, new_status, old_location_id, new_location_id, old_state,"
+            " new_state, version, changed_by, change_reason, source, metadata, reverts_log_id,"
+            " changed_at",
             log,
         )
-        self.set_sequence("vehicle_status_log", log_base + len(log))
+        self.set_sequence("vehicle_status_log", log_id)
         self.progress("status log", len(log), len(log))
+        # In time order, so ids (and the commit's seq numbers) follow the history as it went.
+        events.sort(key=lambda e: e[5])
+        self.copy_rows(
+            "availability_events",
+            "kind, vehicle_id, location_id, actor_id, payload, created_at",
+            events,
+        )
+        self.progress("events", len(events), len(events))
 
     def align(self, t: int, li: int, first_hour: int, last_hour: int) -> int:
         """Return the first time at or after t that is a plausible local hour at location li."""
@@ -681,7 +743,90 @@ class _Loader:
         return bid
 
     def customer(self) -> int:
-        return self.customer_base + 1 + self.rng.randrange(self.n_customers)
+        self.last_customer = self.customer_base + 1 + self.rng.randrange(self.n_customers)
+        return self.last_customer
+
+    # -- status history --
+
+    def iso(self, minute: int) -> str:
+        return (EPOCH + timedelta(minutes=minute)).isoformat()
+
+    def log(
+        self,
+        at: int,
+        status: str,
+        li: int,
+        *,
+        by: int,
+        reason: str,
+        dest: int | None = None,
+        customer: int | None = None,
+        block: int | None = None,
+        expected: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one status change of the vehicle whose timeline is being written."""
+        self.vlog.append((at, status, li, dest, customer, block, expected, by, reason,
+                          metadata or {}, None))  # fmt: skip
+
+    def log_past(
+        self,
+        kind: str,
+        bid: int,
+        pos: int,
+        dest: int,
+        customer: int | None,
+        started: int,
+        scheduled_end: int,
+        finished: int,
+        blocked_end: int,
+        notes: str,
+    ) -> None:
+        """Record the status changes a finished block made, as staff and jobs made them."""
+        manager, agents = self.staff[pos][0], self.staff[pos][1:]
+        if kind == "rental":
+            agent = agents[bid & 1]
+            self.log(started, "rented", pos, customer=customer, block=bid,
+                     expected=scheduled_end, by=agent,
+                     reason=f"rental #{bid} picked up")  # fmt: skip
+            # The check-in is entered a little after the car is back; the change keeps the
+            # return's own time (`returned_at`), as returns from the feed do.
+            buffer = blocked_end - finished
+            entered = finished + self.hrng.randrange(0, max(5, min(45, buffer - 5)), 5)
+            self.log(entered, "cleaning", dest, expected=blocked_end, by=agent,
+                     reason=f"rental #{bid} returned",
+                     metadata={"block_id": bid, "returned_at": self.iso(finished),
+                               "scheduled_return": self.iso(scheduled_end)})  # fmt: skip
+            self.log(max(blocked_end, entered + 5), "available", dest, by=self.system_id,
+                     reason="prep time after return is over")  # fmt: skip
+        elif kind == "maintenance":
+            self.log(started, "maintenance", pos, expected=scheduled_end, by=manager,
+                     reason=f"work order #{bid}: {notes}"[:200])  # fmt: skip
+            self.log(finished, "available", pos, by=manager, reason=f"work order #{bid} done")
+        else:
+            self.log(started, "in_transit", pos, dest=dest, block=bid, expected=scheduled_end,
+                     by=manager, reason=f"transfer #{bid} to {self.locs[dest].code}")  # fmt: skip
+            self.log(finished, "available", dest, by=self.staff[dest][0],
+                     reason=f"transfer #{bid} arrived from {self.locs[pos].code}")  # fmt: skip
+
+    def add_dispute(self, changes: list[tuple[Any, ...]], home: int) -> None:
+        """Seed the dispute the analytics docs walk through: a wrong workshop visit, undone."""
+        manager, agent = self.staff[home][0], self.staff[home][2]
+        for days in DISPUTE_DAYS_AGO:
+            at = self.align(self.now - days * DAY, home, 8, 10)
+            k = sum(1 for c in changes if c[0] <= at)
+            if k == 0 or changes[k - 1][1] != "available":
+                continue
+            if k < len(changes) and changes[k][0] < at + 5 * 60:
+                continue
+            li = changes[k - 1][2]
+            wrong = (at, "maintenance", li, None, None, None, None, agent,
+                     "brake noise reported", {}, None)  # fmt: skip
+            undo = (at + 150, "available", li, None, None, None, None, manager,
+                    "rollback: wrong car, the noise was the car next to it",
+                    {"reverted_status": "maintenance"}, "previous")  # fmt: skip
+            changes[k:k] = [wrong, undo]
+            return
 
     def timeline(
         self,
@@ -697,6 +842,8 @@ class _Loader:
         # Written out although a trigger would copy it, so the load needs no lookup per block.
         self.category_id, spec = self.cats[ci]
         buffer, grace = spec.prep_minutes, spec.grace_minutes
+        manager, agents = self.staff[home][0], self.staff[home][1:]
+        self.log(registered, "available", home, by=manager, reason="registered to the fleet")
         if self.bpv == 0:
             return (vid, "available", home, None, None, None, None, registered)
 
@@ -722,19 +869,22 @@ class _Loader:
 
         # The past: completed blocks, each starting where the previous one ended.
         pos, free_since = home, registered
-        t = self.win_start + int(rng.random() * gap)
+        t = self.history_start + int(rng.random() * gap)
         while True:
             kind, dest = self.pick(pos, home)
-            start, end = self.place(kind, pos, dest, t + int(rng.expovariate(1 / gap)))
+            mean = gap * (QUIET if t < self.win_start else 1)
+            start, end = self.place(kind, pos, dest, t + int(rng.expovariate(1 / mean)))
             finished = self.actual_end(kind, start, end, grace)
             blocked_end = finished + (buffer if kind == "rental" else 0)
             if blocked_end > deadline:
                 break
             lead = rng.randint(120, 30 * DAY) if kind == "rental" else rng.randint(120, 10 * DAY)
-            self.emit(out, vid, kind, "completed", start, finished, blocked_end, end, pos, dest,
-                      self.customer() if kind == "rental" else None,
-                      start + rng.randrange(0, 25, 5), finished, start - lead,
-                      rng.choice(MAINTENANCE_NOTES) if kind == "maintenance" else "")  # fmt: skip
+            who = self.customer() if kind == "rental" else None
+            started = start + rng.randrange(0, 25, 5)
+            notes = rng.choice(MAINTENANCE_NOTES) if kind == "maintenance" else ""
+            bid = self.emit(out, vid, kind, "completed", start, finished, blocked_end, end, pos,
+                            dest, who, started, finished, start - lead, notes)  # fmt: skip
+            self.log_past(kind, bid, pos, dest, who, started, end, finished, blocked_end, notes)
             pos, t, free_since = dest, blocked_end, blocked_end
 
         # Now: the block the car is in (or just came out of), and its live status.
@@ -746,6 +896,13 @@ class _Loader:
             self.emit(out, vid, "rental", "completed", deadline, returned, returned + buffer,
                       scheduled, pos, dest, self.customer(), deadline, returned,
                       deadline - rng.randint(120, 30 * DAY))  # fmt: skip
+            bid = self.block_id
+            cust = self.last_customer
+            self.log(deadline, "rented", pos, customer=cust, block=bid, expected=scheduled,
+                     by=agents[bid & 1], reason=f"rental #{bid} picked up")  # fmt: skip
+            self.log(returned, "cleaning", dest, expected=returned + buffer, by=agents[bid & 1],
+                     reason=f"rental #{bid} returned",
+                     metadata={"block_id": bid, "returned_at": self.iso(returned)})  # fmt: skip
             pos, t = dest, returned + buffer
             status = (vid, "cleaning", pos, None, None, None, returned + buffer, returned)
         elif role in (RENTED, OVERDUE):
@@ -757,6 +914,8 @@ class _Loader:
                             dest, who, started, None,
                             deadline - rng.randint(120, 30 * DAY))  # fmt: skip
             status = (vid, "rented", pos, None, who, bid, due, started)
+            self.log(started, "rented", pos, customer=who, block=bid, expected=due,
+                     by=agents[bid & 1], reason=f"rental #{bid} picked up")  # fmt: skip
             pos, t = dest, max(due + buffer, now)
             if role == OVERDUE:
                 self.counts["overdue"] += 1
@@ -765,6 +924,8 @@ class _Loader:
                             None, deadline, None, deadline - rng.randint(120, 10 * DAY),
                             rng.choice(MAINTENANCE_NOTES))  # fmt: skip
             status = (vid, "maintenance", pos, None, None, None, due, deadline)
+            self.log(deadline, "maintenance", pos, expected=due, by=manager,
+                     reason=f"work order #{bid}")  # fmt: skip
             t = due
         elif role == IN_TRANSIT:
             partners = self.partners[pos]
@@ -775,6 +936,8 @@ class _Loader:
                             start + length, pos, dest, None, start, None,
                             start - rng.randint(120, 3 * DAY))  # fmt: skip
             status = (vid, "in_transit", pos, dest, None, bid, start + length, start)
+            self.log(start, "in_transit", pos, dest=dest, block=bid, expected=start + length,
+                     by=manager, reason=f"transfer #{bid} to {self.locs[dest].code}")  # fmt: skip
             self.counts["in_transit"] += 1
             pos, t = dest, start + length
         else:

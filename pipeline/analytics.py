@@ -9,10 +9,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import duckdb
-import pandas as pd
 from sqlalchemy.engine import make_url
 
 from db import history
@@ -20,6 +19,11 @@ from db.errors import InvalidInput
 from db.status import STATUSES
 from db.timeutil import MAX_PERIOD, require_aware
 from fleet.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # pandas (0.25 s to import) serves only the dashboard's frames below; `fleet analytics`
+    # never needs it.
+    import pandas as pd
 
 log = logging.getLogger("fleet.analytics")
 
@@ -280,6 +284,8 @@ def status_hours(
     code), `status`, `hours`, `share` (of the group's vehicle-hours in that period).
     Time after `now` (default: the clock) is not counted.
     """
+    import pandas as pd
+
     now = require_aware(now or datetime.now(UTC), "now")
     # Every lot's days lie within a day either side of UTC's, so changes made later than two
     # days after the last day cannot touch the period; bounding the scan lets PostgreSQL skip
@@ -309,6 +315,8 @@ def usage_table(hours: pd.DataFrame) -> pd.DataFrame:
     db.status.STATUSES order), `utilization` (share of vehicle-time rented) and
     `availability` (share available).
     """
+    import pandas as pd
+
     status_columns = [f"{s}_hours" for s in STATUSES]
     if hours.empty:
         return pd.DataFrame(
@@ -333,6 +341,8 @@ def usage_table(hours: pd.DataFrame) -> pd.DataFrame:
 
 def hours_by_status(hours: pd.DataFrame) -> pd.DataFrame:
     """Sum `status_hours` over the groups: one row per period, one column per status."""
+    import pandas as pd
+
     if hours.empty:
         return pd.DataFrame(columns=["period", *STATUSES])
     wide = hours.pivot_table(

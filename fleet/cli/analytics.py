@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 
 from fleet.cli import common
-from fleet.cli.common import JsonFlag, console, error_console, print_json, reporting
+from fleet.cli.common import JsonFlag, Unreachable, console, error_console, print_json, reporting
 from fleet.settings import get_settings
-from pipeline.analytics import connect
+
+if TYPE_CHECKING:
+    # DuckDB (and pipeline.analytics with it) loads when a query is about to run, so
+    # `fleet analytics --help` and a typo in the options answer at once.
+    import duckdb
 
 PROMPT_HELP = "SQL ending in ';' runs it; .tables lists views; .quit (or Ctrl-D) leaves."
 
@@ -48,24 +51,70 @@ def analytics(
             " pipeline writes (FLEET_ARCHIVE_DIR), or leave the option out"
         )
         raise typer.Exit(common.EXIT_INPUT)
+    import duckdb
+
     with reporting(as_json=as_json):
-        url = common.database_url()
-    con = connect(
-        postgres_url=url,
-        extension_directory=get_settings().data_dir / "duckdb-extensions",
-        archive_dir=archive_dir,
-    )
+        con = _open(common.database_url(), archive_dir)
     try:
         if query is not None:
             try:
                 _show(con.execute(query), as_csv=as_csv, as_json=as_json)
             except duckdb.Error as exc:
+                if isinstance(exc, duckdb.CatalogException | duckdb.BinderException):
+                    # A table or column the schema lacks may be a missed migration.
+                    with reporting(as_json=as_json):
+                        _check_schema()
                 error_console().print(f"query failed: {exc}")
                 raise typer.Exit(common.EXIT_INPUT) from None
             return
         _prompt(con)
     finally:
         con.close()
+
+
+def _open(url: str, archive_dir: Path | None) -> duckdb.DuckDBPyConnection:
+    """Open DuckDB over the fleet; a database it cannot read is explained, not a traceback."""
+    import duckdb
+
+    from pipeline.analytics import connect
+
+    try:
+        return connect(
+            postgres_url=url,
+            extension_directory=get_settings().data_dir / "duckdb-extensions",
+            archive_dir=archive_dir,
+        )
+    except duckdb.Error as exc:
+        # The views name the fleet's tables: on an unmigrated database they fail first.
+        _check_schema()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise Unreachable(
+            f"DuckDB could not open the fleet database at {common.shown_url(url)}: {first}"
+        ) from None
+
+
+def _check_schema() -> None:
+    """Raise Unreachable when the database is not migrated to this code's schema.
+
+    Only called once something failed: Alembic costs a tenth of a second to import, and a
+    working database need not pay it on every start.
+    """
+    from db import migrate
+
+    eng = common.engine()
+    with eng.connect() as conn:
+        at = migrate.current(conn)
+    heads = migrate.heads()
+    where = common.shown_url(eng.url)
+    if at is None:
+        raise Unreachable(
+            f"the database at {where} is not migrated yet", hint="run `fleet db upgrade`"
+        )
+    if at not in heads:
+        raise Unreachable(
+            f"the database at {where} has schema {at}, this code needs {heads[0]}",
+            hint="run `fleet db upgrade`; `fleet db current` shows the revision",
+        )
 
 
 def _show(result: duckdb.DuckDBPyConnection, *, as_csv: bool, as_json: bool) -> None:
@@ -91,6 +140,9 @@ def _cell(value: Any) -> str:
 
 
 def _prompt(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    duckdb_error = duckdb.Error
     out = console()
     out.print(PROMPT_HELP)
     pending: list[str] = []
@@ -118,6 +170,6 @@ def _prompt(con: duckdb.DuckDBPyConnection) -> None:
         statement, pending = "\n".join(pending), []
         try:
             _show(con.execute(statement), as_csv=False, as_json=False)
-        except duckdb.Error as exc:
+        except duckdb_error as exc:
             # A typo at the prompt is not the end of the session.
             error_console().print(f"error: {exc}")

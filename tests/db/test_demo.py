@@ -91,23 +91,37 @@ def test_more_locations_than_cities_get_numbered_branches(conn):
     assert {"BER1", "BER2", "NYC1", "SYD1", "BER3"} <= set(codes)
 
 
-def test_every_vehicle_has_one_live_status_and_a_matching_first_log_row(conn):
+def test_every_vehicle_has_one_live_status_and_a_history_that_ends_there(conn):
     _load(conn)
     rows = conn.execute(
         text(
-            "SELECT s.current_status, s.location_id, s.version, l.new_status, l.new_location_id,"
-            " l.new_state, l.old_state, l.version AS log_version, l.change_reason"
+            "SELECT s.current_status, s.location_id, s.version, s.last_updated, l.new_status,"
+            " l.new_location_id, l.new_state, l.version AS log_version, l.changed_at,"
+            " (SELECT count(*) FROM vehicle_status_log a WHERE a.vehicle_id = v.id) AS changes,"
+            " (SELECT min(changed_at) FROM vehicle_status_log a WHERE a.vehicle_id = v.id)"
+            "   AS first_change"
             " FROM vehicles v JOIN vehicle_status_realtime s ON s.vehicle_id = v.id"
-            " JOIN vehicle_status_log l ON l.vehicle_id = v.id"
+            " JOIN LATERAL (SELECT * FROM vehicle_status_log a WHERE a.vehicle_id = v.id"
+            "   ORDER BY a.version DESC LIMIT 1) l ON true"
         )
     ).all()
     assert len(rows) == 120
     for r in rows:
-        assert r.version == r.log_version == 1
-        assert r.change_reason == f"demo data: starts {r.current_status}"
-        assert r.old_state is None
+        assert r.version == r.log_version == r.changes
         assert r.new_status == r.new_state["status"] == r.current_status
         assert r.new_location_id == r.new_state["location_id"] == r.location_id
+        assert r.changed_at == r.last_updated
+        # Past the 90 days PostgreSQL keeps: the archive job has history to move.
+        assert r.first_change < NOW - timedelta(days=150)
+    chained = _count(
+        conn,
+        "SELECT count(*) FROM (SELECT old_status, lag(new_status) OVER w AS before"
+        " FROM vehicle_status_log WINDOW w AS (PARTITION BY vehicle_id ORDER BY version)) t"
+        " WHERE old_status IS DISTINCT FROM before",
+    )
+    assert chained == 0
+    events = _count(conn, "SELECT count(*) FROM availability_events WHERE kind = 'status_changed'")
+    assert events == _count(conn, "SELECT count(*) FROM vehicle_status_log")
 
 
 def test_live_blocks_never_overlap_and_follow_each_other_from_lot_to_lot(conn):
