@@ -817,7 +817,9 @@ class _Loader:
             k = sum(1 for c in changes if c[0] <= at)
             if k == 0 or changes[k - 1][1] != "available":
                 continue
-            if k < len(changes) and changes[k][0] < at + 5 * 60:
+            # Between two changes only: after the last one it would be the live state, which
+            # the car's status row (written from the timeline) would not match.
+            if k == len(changes) or changes[k][0] < at + 5 * 60:
                 continue
             li = changes[k - 1][2]
             wrong = (at, "maintenance", li, None, None, None, None, agent,

@@ -307,3 +307,18 @@ def test_demo_logins_sign_in_with_their_role_at_the_first_location(conn):
     assert len(stored) == 4 and all(h.startswith("$argon2id$") for h in stored)
     # Only the demo logins have a password; the generated staff cannot sign in.
     assert _count(conn, "SELECT count(*) FROM users WHERE password_hash IS NOT NULL") == 4
+
+
+def test_a_fleet_without_bookings_loads_too(conn):
+    # What the ingest benchmark loads (blocks_per_vehicle=0): each car's history is one change,
+    # so the seeded dispute has no place between two changes and is left out.
+    summary = _load(conn, vehicles=40, blocks_per_vehicle=0)
+    assert summary.vehicles == 40
+    assert _count(conn, "SELECT count(*) FROM blocks") == 0
+    stray = _count(
+        conn,
+        "SELECT count(*) FROM vehicle_status_realtime s JOIN LATERAL (SELECT new_status FROM"
+        " vehicle_status_log l WHERE l.vehicle_id = s.vehicle_id ORDER BY l.id DESC LIMIT 1) last"
+        " ON true WHERE last.new_status <> s.current_status",
+    )
+    assert stray == 0
