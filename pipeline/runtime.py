@@ -351,6 +351,9 @@ def build_deployments() -> list[RunnerDeployment]:
             paused=False,
             # By module, not file path: runs find the code wherever the process started.
             entrypoint_type=EntrypointType.MODULE_PATH,
+            # Built the same whether or not this thread has an event loop running (Prefect
+            # would hand back a coroutine there): this function is synchronous.
+            _sync=True,
         )
         for name, f in FLOWS.items()
     ]
@@ -427,7 +430,7 @@ def _serve_flows(api_url: str, echo: Callable[[str], None]) -> None:
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         served: dict[UUID, Flow[..., Any]] = {}
         for deployment in build_deployments():
-            served[deployment.apply()] = FLOWS[deployment.name]
+            served[deployment.apply(_sync=True)] = FLOWS[deployment.name]
             echo(f"fleet pipeline: serving {deployment.name} ({schedule_text(deployment.name)})")
         InProcessRunner(served, echo=echo).run()
 

@@ -120,7 +120,7 @@ def test_a_manual_run_beside_a_running_one_waits_for_its_slot_instead_of_being_c
     from prefect.states import Pending
 
     deployment = next(d for d in runtime.build_deployments() if d.name == "refresh-overdue")
-    deployment_id = deployment.apply()
+    deployment_id = deployment.apply(_sync=True)  # a browser test may have left a loop here
     with get_client(sync_client=True) as client:
         scheduled = client.create_flow_run_from_deployment(deployment_id)
         manual = client.create_flow_run_from_deployment(deployment_id, tags=["manual"])
