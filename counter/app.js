@@ -280,25 +280,39 @@ function searchScreen() {
   view.replaceChildren(el("h1", {}, `Free cars at ${lotName()}`), form, out);
 }
 
-async function overdueScreen() {
-  const late_ = sortedVehicles().filter((v) => v.overdue);
-  const list = el("ul", {class: "overdue"}, late_.map((v) => el("li", {"data-plate": v.plate},
-    el("div", {}, el("b", {}, v.plate), " ", v.customer_name || "", el("span", {class: "late"}, ` · ${late(v.expected_available_at)}`)),
-    el("div", {class: "fee", "data-vehicle": v.vehicle_id}),
+// One overdue rule (the server's): online, the list is the server's overdue check for the
+// rentals due back at this lot, with level and late fee; offline, the cars on this device's
+// board that are past their return, said to be so.
+function overdueItem(o) {
+  return el("li", {"data-plate": o.plate},
+    el("div", {}, el("b", {}, o.plate), " ", o.customer_name || "", el("span", {class: "late"}, ` · ${late(o.expected)}`)),
+    el("div", {class: "fee", "data-vehicle": o.vehicle_id}, o.fee || ""),
     el("div", {class: "contact"},
-      v.customer_phone ? el("a", {class: "button", href: `tel:${v.customer_phone}`}, "Call") : null,
-      v.customer_phone ? el("a", {class: "button", href: `sms:${v.customer_phone}`}, "Text") : null,
-      v.customer_email ? el("a", {class: "button", href: `mailto:${v.customer_email}?subject=${encodeURIComponent(`Your rental ${v.plate}`)}`}, "E-mail") : null))));
-  view.replaceChildren(el("h1", {}, `Overdue at ${lotName()}`),
-    late_.length ? list : el("p", {class: "empty"}, "Nothing overdue."));
-  if (!fleet.online || !late_.length) return;
-  try {  // fees and levels come from the server's overdue check
+      o.customer_phone ? el("a", {class: "button", href: `tel:${o.customer_phone}`}, "Call") : null,
+      o.customer_phone ? el("a", {class: "button", href: `sms:${o.customer_phone}`}, "Text") : null,
+      o.customer_email ? el("a", {class: "button", href: `mailto:${o.customer_email}?subject=${encodeURIComponent(`Your rental ${o.plate}`)}`}, "E-mail") : null));
+}
+
+async function overdueScreen() {
+  const here = () => (location.hash || "").startsWith("#/overdue");  // the user may move on
+  const render = (items, note) => view.replaceChildren(el("h1", {}, `Overdue at ${lotName()}`),
+    ...(note ? [el("p", {class: "note"}, note)] : []),
+    items.length ? el("ul", {class: "overdue"}, items.map(overdueItem)) : el("p", {class: "empty"}, "Nothing overdue."));
+  const local = sortedVehicles().filter((v) => v.overdue).map((v) => ({...v, expected: v.expected_available_at}));
+  const board = "these are the cars on this lot's board past their return";
+  if (!fleet.online) {
+    render(local, local.length ? `Offline: ${board}; levels and fees come back with the connection.` : null);
+    return;
+  }
+  render(local, "Checking with the server…");
+  try {
     const q = fleet.locationId ? `?location_id=${fleet.locationId}` : "";
-    for (const o of await api.call("GET", `/api/availability/overdue${q}`)) {
-      const cell = list.querySelector(`.fee[data-vehicle="${o.vehicle_id}"]`);
-      if (cell) cell.textContent = `level ${o.escalation_level} · estimated late fee ${o.estimated_late_fee}`;
-    }
-  } catch (e) { /* the list stands without fees */ }
+    const due = await api.call("GET", `/api/availability/overdue${q}`);
+    if (here()) render(due.map((o) => ({...o, expected: o.expected_return,
+      fee: `level ${o.escalation_level} · estimated late fee ${o.estimated_late_fee}`})));
+  } catch (e) {
+    if (here()) render(local, `The server's overdue check could not be read: ${board}.`);
+  }
 }
 
 // --- scanning ---------------------------------------------------------------------------------
