@@ -94,7 +94,7 @@ KEEPALIVES: dict[str, int] = {
     "keepalives_idle": 5,
     "keepalives_interval": 2,
     "keepalives_count": 3,
-    "tcp_user_timeout": 5_000,
+    "tcp_user_timeout": 10_000,
 }
 # The event listener waits on one connection for NOTIFYs: a cut must end it within ~2 s, so
 # the server says "not live" and, once the link is back, resumes at once on a new connection
@@ -111,12 +111,12 @@ LISTENER_KEEPALIVES: dict[str, int] = {
 # And the server's side of it: a client machine that died mid-COPY leaves PostgreSQL waiting
 # for bytes, its session (and any lock it took) kept until the kernel's keepalive gives up,
 # two hours by default. Per session, PostgreSQL probes after 10 s of silence and gives up after
-# three unanswered probes 5 s apart (PostgreSQL ignores these on a Unix socket too).
+# three unanswered probes 5 s apart (PostgreSQL ignores these on a Unix socket too). No user
+# timeout on this side: a client that is alive but slow to read (a busy process) would be cut.
 SERVER_KEEPALIVES: dict[str, int] = {
     "tcp_keepalives_idle": 10,
     "tcp_keepalives_interval": 5,
     "tcp_keepalives_count": 3,
-    "tcp_user_timeout": 10_000,
 }
 
 
